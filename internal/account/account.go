@@ -1,0 +1,256 @@
+// Package account holds the management operations on one user's
+// enrollment: enroll, new backup codes, status, unlock and reset. The CLI
+// calls them as root, and the setuid helper calls them for a user's own
+// account.
+package account
+
+import (
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"net/url"
+	"time"
+
+	"github.com/otpgate/otpgate/internal/backupcode"
+	"github.com/otpgate/otpgate/internal/config"
+	"github.com/otpgate/otpgate/internal/totp"
+	"github.com/otpgate/otpgate/keystore"
+)
+
+// SecretBytes is the size of a new secret: 160 bits, as RFC 4226 advises.
+const SecretBytes = 20
+
+// lockWait bounds how long a management command waits for a login attempt
+// on the same user.
+const lockWait = 10 * time.Second
+
+// ErrEnrolled is returned when enrolling over an existing secret without
+// permission to replace it.
+var ErrEnrolled = errors.New("already enrolled")
+
+// ErrCodeMismatch is returned when the confirmation code does not match.
+var ErrCodeMismatch = errors.New("the code does not match the new secret")
+
+// Manager runs management operations on a store under a policy.
+type Manager struct {
+	Store  *keystore.Store
+	Config config.Config
+	Now    func() time.Time // nil means time.Now
+}
+
+func (m *Manager) now() time.Time {
+	if m.Now != nil {
+		return m.Now()
+	}
+	return time.Now()
+}
+
+// Enrollment is a new secret not yet saved.
+type Enrollment struct {
+	User   string
+	Secret []byte
+	Params totp.Params
+	URI    string // otpauth:// key URI for the authenticator app
+}
+
+// NewEnrollment makes a fresh secret for user. Nothing is written.
+func (m *Manager) NewEnrollment(user string) (*Enrollment, error) {
+	if err := keystore.ValidUser(user); err != nil {
+		return nil, err
+	}
+	secret := make([]byte, SecretBytes)
+	if _, err := rand.Read(secret); err != nil {
+		return nil, fmt.Errorf("reading random bytes: %w", err)
+	}
+	e := &Enrollment{User: user, Secret: secret, Params: m.Config.Params}
+	e.URI = KeyURI(m.Config.Issuer, user, secret, e.Params)
+	return e, nil
+}
+
+// KeyURI returns the otpauth:// URI authenticator apps read from the QR
+// code (the Google Authenticator key URI format).
+func KeyURI(issuer, user string, secret []byte, p totp.Params) string {
+	q := url.Values{}
+	q.Set("secret", totp.EncodeSecret(secret))
+	q.Set("issuer", issuer)
+	q.Set("algorithm", p.Algorithm)
+	q.Set("digits", fmt.Sprint(p.Digits))
+	q.Set("period", fmt.Sprint(p.Period))
+	u := url.URL{Scheme: "otpauth", Host: "totp", Path: "/" + issuer + ":" + user, RawQuery: q.Encode()}
+	return u.String()
+}
+
+// CheckCode reports whether code is a current code of the new secret, and
+// returns its step.
+func (m *Manager) CheckCode(e *Enrollment, code string) (int64, bool) {
+	step, ok, _, err := totp.Match(e.Secret, code, m.now(), m.Config.Window, 0, e.Params)
+	return step, ok && err == nil
+}
+
+// SaveOptions say how Save may treat an existing enrollment.
+type SaveOptions struct {
+	Replace bool   // replace an existing secret (root's --force)
+	Confirm string // when set, a current code of the new secret, checked before saving
+}
+
+// Save writes the enrollment with a new set of backup codes and returns
+// the codes in clear, the only time they exist in clear. With
+// opts.Confirm, the code's step is recorded as used. The failure count and
+// any lock are left as they are.
+func (m *Manager) Save(e *Enrollment, opts SaveOptions) ([]string, error) {
+	lock, err := m.Store.Lock(e.User, lockWait)
+	if err != nil {
+		return nil, err
+	}
+	defer lock.Unlock()
+	_, err = lock.ReadUser()
+	switch {
+	case err == nil && !opts.Replace:
+		return nil, ErrEnrolled
+	case err != nil && !errors.Is(err, keystore.ErrNotEnrolled) && !opts.Replace:
+		return nil, err
+	}
+	st, err := lock.ReadState()
+	if err != nil {
+		return nil, err
+	}
+	// The last accepted step belonged to the old secret (and maybe to
+	// another period); for the new one only the confirmation code is used.
+	st.LastStep = 0
+	if opts.Confirm != "" {
+		step, ok := m.CheckCode(e, opts.Confirm)
+		if !ok {
+			return nil, ErrCodeMismatch
+		}
+		st.LastStep = step
+	}
+	codes, hashes, err := m.newCodes()
+	if err != nil {
+		return nil, err
+	}
+	u := keystore.User{Secret: e.Secret, Params: e.Params, Created: m.now(), BackupHashes: hashes}
+	if err := lock.WriteUser(u); err != nil {
+		return nil, err
+	}
+	if err := lock.WriteState(st); err != nil {
+		return nil, err
+	}
+	return codes, nil
+}
+
+func (m *Manager) newCodes() (codes, hashes []string, err error) {
+	codes, err = backupcode.New(m.Config.BackupCodes)
+	if err != nil {
+		return nil, nil, err
+	}
+	hashes = make([]string, len(codes))
+	for i, c := range codes {
+		norm, _ := backupcode.Normalize(c)
+		if hashes[i], err = backupcode.Hash(norm); err != nil {
+			return nil, nil, err
+		}
+	}
+	return codes, hashes, nil
+}
+
+// NewBackupCodes replaces user's backup codes with a new set and returns
+// it in clear. The old codes stop working; the failure count stays.
+func (m *Manager) NewBackupCodes(user string) ([]string, error) {
+	lock, err := m.Store.Lock(user, lockWait)
+	if err != nil {
+		return nil, err
+	}
+	defer lock.Unlock()
+	u, err := lock.ReadUser()
+	if err != nil {
+		return nil, err
+	}
+	codes, hashes, err := m.newCodes()
+	if err != nil {
+		return nil, err
+	}
+	u.BackupHashes = hashes
+	if err := lock.WriteUser(u); err != nil {
+		return nil, err
+	}
+	return codes, nil
+}
+
+// Status is what otpgate status reports; it holds no secret.
+type Status struct {
+	User        string    `json:"user"`
+	Enrolled    bool      `json:"enrolled"`
+	Created     time.Time `json:"created,omitzero"`
+	Algorithm   string    `json:"algorithm,omitempty"`
+	Digits      int       `json:"digits,omitempty"`
+	Period      int       `json:"period,omitempty"`
+	BackupLeft  int       `json:"backup_codes_left"`
+	Failures    int       `json:"failures"`
+	Locked      bool      `json:"locked"`
+	LockedUntil time.Time `json:"locked_until,omitzero"`
+	LastSuccess time.Time `json:"last_success,omitzero"`
+	LastFailure time.Time `json:"last_failure,omitzero"`
+}
+
+// Status reads user's enrollment and state.
+func (m *Manager) Status(user string) (Status, error) {
+	s := Status{User: user}
+	u, err := m.Store.ReadUser(user)
+	switch {
+	case err == nil:
+		s.Enrolled = true
+		s.Created = u.Created
+		s.Algorithm, s.Digits, s.Period = u.Params.Algorithm, u.Params.Digits, u.Params.Period
+		s.BackupLeft = len(u.BackupHashes)
+	case errors.Is(err, keystore.ErrNotEnrolled):
+	default:
+		return Status{}, err
+	}
+	st, err := m.Store.ReadState(user)
+	if err != nil {
+		return Status{}, err
+	}
+	s.Failures = st.Failures
+	s.LastSuccess, s.LastFailure = st.LastSuccess, st.LastFailure
+	if m.now().Before(st.LockedUntil) {
+		s.Locked, s.LockedUntil = true, st.LockedUntil
+	}
+	return s, nil
+}
+
+// Unlock clears user's failure count and lock; the last accepted step
+// stays, so unlocking never makes a used code valid again.
+func (m *Manager) Unlock(user string) error {
+	lock, err := m.Store.Lock(user, lockWait)
+	if err != nil {
+		return err
+	}
+	defer lock.Unlock()
+	st, err := lock.ReadState()
+	if err != nil {
+		// A damaged state file is what unlock is for. Start afresh, but
+		// count every code up to the end of the window as used: the
+		// damaged file may have held a recent step.
+		st = keystore.State{}
+		if u, uerr := lock.ReadUser(); uerr == nil {
+			st.LastStep = totp.Step(m.now(), u.Params.Period) + int64(m.Config.Window)
+		}
+	}
+	st.Failures, st.LockedUntil, st.LastFailure = 0, time.Time{}, time.Time{}
+	return lock.WriteState(st)
+}
+
+// Reset removes user's enrollment (secret and backup codes), for a lost
+// phone. The state file stays: the failure count and the last accepted
+// step survive, so a reset never reopens a replay.
+func (m *Manager) Reset(user string) error {
+	lock, err := m.Store.Lock(user, lockWait)
+	if err != nil {
+		return err
+	}
+	defer lock.Unlock()
+	if _, err := m.Store.ReadUser(user); errors.Is(err, keystore.ErrNotEnrolled) {
+		return keystore.ErrNotEnrolled
+	}
+	return lock.RemoveUser()
+}

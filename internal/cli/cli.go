@@ -1,0 +1,167 @@
+// Package cli is the otpgate command line: enrollment with a QR code,
+// status, backup codes, verify, and the admin commands.
+package cli
+
+import (
+	"bufio"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/user"
+	"strings"
+
+	"github.com/otpgate/otpgate/internal/account"
+	"github.com/otpgate/otpgate/internal/authlog"
+	"github.com/otpgate/otpgate/internal/config"
+	"github.com/otpgate/otpgate/keystore"
+)
+
+const usage = `otpgate: a TOTP second factor for Linux logins
+
+usage: otpgate [--config PATH] COMMAND [options]
+
+commands:
+  enroll        make a secret, show it as a QR code, print backup codes
+  status        show enrollment, backup codes left, failures and lock
+  backup-codes  replace the backup codes with a new set
+  verify        check a code read from standard input (exit 0 accepted, 1 denied)
+  unlock        clear a user's failure count and lock
+  reset         remove a user's enrollment (lost phone); failures are kept
+  list          list enrolled users
+
+options:
+  --config PATH  policy file (default /etc/otpgate/config.toml)
+
+Run otpgate COMMAND --help for the options of a command.
+
+exit status: 0 success, 1 denied or refused, 2 usage, config or store error
+`
+
+// env is what a command runs with.
+type env struct {
+	stdin          *bufio.Reader
+	stdout, stderr io.Writer
+	configPath     string
+	cfg            config.Config
+	store          *keystore.Store
+	mgr            *account.Manager
+	log            *authlog.Logger
+}
+
+type command struct {
+	run  func(e *env, args []string) error
+	help string
+}
+
+var commands = map[string]command{
+	"enroll":       {runEnroll, enrollHelp},
+	"status":       {runStatus, statusHelp},
+	"backup-codes": {runBackupCodes, backupHelp},
+	"verify":       {runVerify, verifyHelp},
+	"unlock":       {runUnlock, unlockHelp},
+	"reset":        {runReset, resetHelp},
+	"list":         {runList, listHelp},
+}
+
+// Main runs otpgate with args (without the program name) and returns the
+// exit status.
+func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("otpgate", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	configPath := fs.String("config", config.DefaultPath, "")
+	help := fs.Bool("help", false, "")
+	fs.BoolVar(help, "h", false, "")
+	if err := fs.Parse(args); err != nil {
+		return report(stderr, withHint(usageErr("%v", err), "run otpgate --help"))
+	}
+	if *help || fs.NArg() == 0 {
+		if *help {
+			fmt.Fprint(stdout, usage)
+			return exitOK
+		}
+		fmt.Fprint(stderr, usage)
+		return exitUsage
+	}
+	name, rest := fs.Arg(0), fs.Args()[1:]
+	cmd, ok := commands[name]
+	if !ok {
+		return report(stderr, withHint(usageErr("unknown command %q", name), "run otpgate --help for the list"))
+	}
+	for _, a := range rest {
+		if a == "--help" || a == "-help" || a == "-h" {
+			fmt.Fprint(stdout, cmd.help)
+			return exitOK
+		}
+	}
+	e := &env{stdin: bufio.NewReader(stdin), stdout: stdout, stderr: stderr, configPath: *configPath}
+	configGiven := false
+	fs.Visit(func(f *flag.Flag) { configGiven = configGiven || f.Name == "config" })
+	if os.Geteuid() != 0 && !configGiven {
+		return report(stderr, withHint(deniedErr("otpgate %s needs root to reach the store in %s", name, config.DefaultStore),
+			"run it with sudo"))
+	}
+	cfg, err := config.Load(*configPath)
+	if err != nil {
+		return report(stderr, err)
+	}
+	e.cfg = cfg
+	e.store = keystore.New(cfg.Store)
+	e.mgr = &account.Manager{Store: e.store, Config: cfg}
+	e.log = authlog.Open("otpgate", nil)
+	defer e.log.Close()
+	return report(stderr, cmd.run(e, rest))
+}
+
+// newFlags returns a flag set for a command whose errors come back to the
+// caller instead of being printed.
+func newFlags(name string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	return fs
+}
+
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		return withHint(usageErr("%s: %v", fs.Name(), err), "run otpgate "+fs.Name()+" --help")
+	}
+	if fs.NArg() > 0 {
+		return withHint(usageErr("%s: unexpected argument %q", fs.Name(), fs.Arg(0)), "run otpgate "+fs.Name()+" --help")
+	}
+	return nil
+}
+
+// targetUser returns the --user value, or the name of the invoking user.
+func targetUser(name string) (string, error) {
+	if name == "" {
+		u, err := user.Current()
+		if err != nil {
+			return "", usageErr("cannot tell who you are (%v); pass --user NAME", err)
+		}
+		name = u.Username
+	}
+	if keystore.ValidUser(name) != nil {
+		return "", usageErr("invalid user name; a name is 1 to %d bytes, without '/', control characters or a leading '.'", keystore.MaxUserLen)
+	}
+	return name, nil
+}
+
+// requireUser is targetUser for commands where --user is mandatory.
+func requireUser(fsName, name string) (string, error) {
+	if name == "" {
+		return "", withHint(usageErr("%s needs --user NAME", fsName), "run otpgate "+fsName+" --help")
+	}
+	return targetUser(name)
+}
+
+// whoami names the person running the command, for admin log lines.
+func whoami() string {
+	if u, err := user.LookupId(fmt.Sprint(os.Getuid())); err == nil {
+		return u.Username
+	}
+	return fmt.Sprintf("uid=%d", os.Getuid())
+}
+
+func adminLog(e *env, action, user string) {
+	e.log.Info(fmt.Sprintf("user=%s action=%s by=%s", user, action, strings.ReplaceAll(whoami(), " ", "_")))
+}

@@ -1,0 +1,226 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/otpgate/otpgate/internal/account"
+	"github.com/otpgate/otpgate/internal/verify"
+	"github.com/otpgate/otpgate/keystore"
+)
+
+const statusHelp = `usage: otpgate status [--user NAME] [--json]
+
+Shows whether the account is enrolled, how many backup codes are left,
+the failure count and any lock. Never shows the secret.
+`
+
+func runStatus(e *env, args []string) error {
+	fs := newFlags("status")
+	name := fs.String("user", "", "")
+	asJSON := fs.Bool("json", false, "")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	user, err := targetUser(*name)
+	if err != nil {
+		return err
+	}
+	s, err := e.mgr.Status(user)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return printJSON(e.stdout, s)
+	}
+	printStatus(e, s)
+	return nil
+}
+
+func printStatus(e *env, s account.Status) {
+	w := e.stdout
+	if !s.Enrolled {
+		fmt.Fprintf(w, "%s: not enrolled\n", s.User)
+	} else {
+		fmt.Fprintf(w, "%s: enrolled %s (%s, %d digits, %d s)\n", s.User, s.Created.Local().Format(time.DateTime), s.Algorithm, s.Digits, s.Period)
+		fmt.Fprintf(w, "backup codes left: %d\n", s.BackupLeft)
+	}
+	fmt.Fprintf(w, "failures: %d of %d\n", s.Failures, e.cfg.MaxFailures)
+	if s.Locked {
+		fmt.Fprintf(w, "locked until %s\n", s.LockedUntil.Local().Format(time.DateTime))
+	}
+	if !s.LastSuccess.IsZero() {
+		fmt.Fprintf(w, "last accepted code: %s\n", s.LastSuccess.Local().Format(time.DateTime))
+	}
+}
+
+const backupHelp = `usage: otpgate backup-codes [--user NAME] [--json]
+
+Makes a new set of backup codes and prints it once. The old codes stop
+working. The failure count is not reset.
+`
+
+func runBackupCodes(e *env, args []string) error {
+	fs := newFlags("backup-codes")
+	name := fs.String("user", "", "")
+	asJSON := fs.Bool("json", false, "")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	user, err := targetUser(*name)
+	if err != nil {
+		return err
+	}
+	codes, err := e.mgr.NewBackupCodes(user)
+	if errors.Is(err, keystore.ErrNotEnrolled) {
+		return withHint(deniedErr("%s is not enrolled", user), "run otpgate enroll first")
+	}
+	if err != nil {
+		return err
+	}
+	adminLog(e, "backup-codes", user)
+	if *asJSON {
+		return printJSON(e.stdout, struct {
+			User        string   `json:"user"`
+			BackupCodes []string `json:"backup_codes"`
+		}{user, codes})
+	}
+	printCodes(e.stdout, codes)
+	return nil
+}
+
+const verifyHelp = `usage: otpgate verify --user NAME
+
+Reads one code (a TOTP code or a backup code) from standard input and
+checks it exactly as a login would: it counts against the lockout and a
+code works once.
+
+exit status: 0 accepted, 1 denied (wrong, replayed, locked, not
+enrolled), 2 error (the login would be denied too)
+`
+
+func runVerify(e *env, args []string) error {
+	fs := newFlags("verify")
+	name := fs.String("user", "", "")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	user, err := requireUser("verify", *name)
+	if err != nil {
+		return err
+	}
+	code, err := readLine(e.stdin)
+	if err != nil {
+		return deniedErr("no code on standard input")
+	}
+	v := verify.Verifier{Store: e.store, Config: e.cfg, Log: e.log}
+	r := v.Verify(verify.Request{User: user, Code: code, Service: "otpgate-verify"})
+	switch r.Outcome {
+	case verify.Accepted:
+		fmt.Fprintf(e.stderr, "otpgate: accepted (%s)\n", r.Method)
+		if r.Method == "backup" {
+			fmt.Fprintf(e.stderr, "otpgate: %d backup codes left\n", r.BackupLeft)
+		}
+		return nil
+	case verify.Locked:
+		return deniedErr("%s is locked until %s after %d failures", user, r.LockedUntil.Local().Format(time.DateTime), r.Failures)
+	case verify.NotEnrolled:
+		return withHint(deniedErr("%s is not enrolled", user), "run otpgate enroll --user "+user)
+	case verify.Failed:
+		return fmt.Errorf("denied: %w", r.Err)
+	}
+	msg := fmt.Sprintf("denied: %s (%d of %d failures)", strings.ReplaceAll(r.Reason, "-", " "), r.Failures, e.cfg.MaxFailures)
+	if !r.LockedUntil.IsZero() {
+		msg += fmt.Sprintf("; locked until %s", r.LockedUntil.Local().Format(time.DateTime))
+	}
+	return deniedErr("%s", msg)
+}
+
+const unlockHelp = `usage: otpgate unlock --user NAME
+
+Clears the user's failure count and lock. Codes already used stay used.
+`
+
+func runUnlock(e *env, args []string) error {
+	fs := newFlags("unlock")
+	name := fs.String("user", "", "")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	user, err := requireUser("unlock", *name)
+	if err != nil {
+		return err
+	}
+	if err := e.mgr.Unlock(user); err != nil {
+		return err
+	}
+	adminLog(e, "unlock", user)
+	fmt.Fprintf(e.stdout, "%s unlocked\n", user)
+	return nil
+}
+
+const resetHelp = `usage: otpgate reset --user NAME
+
+Removes the user's secret and backup codes, for a lost phone; the user
+then enrolls again. The failure count and lock are kept (see unlock).
+`
+
+func runReset(e *env, args []string) error {
+	fs := newFlags("reset")
+	name := fs.String("user", "", "")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	user, err := requireUser("reset", *name)
+	if err != nil {
+		return err
+	}
+	err = e.mgr.Reset(user)
+	if errors.Is(err, keystore.ErrNotEnrolled) {
+		return deniedErr("%s is not enrolled; nothing to reset", user)
+	}
+	if err != nil {
+		return err
+	}
+	adminLog(e, "reset", user)
+	fmt.Fprintf(e.stdout, "%s reset: the secret and backup codes are removed\n", user)
+	return nil
+}
+
+const listHelp = `usage: otpgate list [--json]
+
+Lists enrolled users with their backup codes left, failures and lock.
+`
+
+func runList(e *env, args []string) error {
+	fs := newFlags("list")
+	asJSON := fs.Bool("json", false, "")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	users, err := e.store.Users()
+	if err != nil {
+		return err
+	}
+	all := []account.Status{}
+	for _, u := range users {
+		s, err := e.mgr.Status(u)
+		if err != nil {
+			return err
+		}
+		all = append(all, s)
+	}
+	if *asJSON {
+		return printJSON(e.stdout, all)
+	}
+	for _, s := range all {
+		lock := "-"
+		if s.Locked {
+			lock = "locked until " + s.LockedUntil.Local().Format(time.DateTime)
+		}
+		fmt.Fprintf(e.stdout, "%-20s backup=%-2d failures=%-3d %s\n", s.User, s.BackupLeft, s.Failures, lock)
+	}
+	return nil
+}

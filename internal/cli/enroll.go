@@ -1,0 +1,193 @@
+package cli
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/otpgate/otpgate/internal/account"
+	"github.com/otpgate/otpgate/internal/qrterm"
+	"github.com/otpgate/otpgate/internal/totp"
+	"github.com/otpgate/otpgate/keystore"
+)
+
+const enrollHelp = `usage: otpgate enroll [--user NAME] [--qr ansi|utf8|none] [--qr-png FILE] [--no-confirm] [--force] [--json]
+
+Makes a new 160-bit secret, shows it as a QR code and an otpauth:// URI
+for the authenticator app, asks for one code from the app, saves the
+secret, and prints the backup codes once. They are never shown again.
+
+  --user NAME     the account to enroll (default: you)
+  --qr MODE       utf8 (default, for light-on-dark terminals), ansi (explicit
+                  colours, any terminal), or none
+  --qr-png FILE   also write the QR code to FILE (a new file, mode 0600)
+  --no-confirm    save without asking for a code from the app
+  --force         replace an existing secret; its codes and backup codes
+                  stop working (the failure count is kept)
+  --json          print {"user","uri","secret","backup_codes"} on stdout;
+                  the QR code and prompts go to stderr
+`
+
+// confirmTries is how many codes enroll asks for before giving up.
+const confirmTries = 3
+
+func runEnroll(e *env, args []string) error {
+	fs := newFlags("enroll")
+	name := fs.String("user", "", "")
+	qrMode := fs.String("qr", "utf8", "")
+	qrPNG := fs.String("qr-png", "", "")
+	noConfirm := fs.Bool("no-confirm", false, "")
+	force := fs.Bool("force", false, "")
+	asJSON := fs.Bool("json", false, "")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *qrMode != "utf8" && *qrMode != "ansi" && *qrMode != "none" {
+		return usageErr("enroll: --qr %q: use utf8, ansi or none", *qrMode)
+	}
+	user, err := targetUser(*name)
+	if err != nil {
+		return err
+	}
+	if _, err := e.store.ReadUser(user); err == nil && !*force {
+		return withHint(deniedErr("%s is already enrolled; nothing was changed", user),
+			"to replace the secret run otpgate enroll --user "+user+" --force (the old app entry and backup codes stop working)")
+	} else if err != nil && !errors.Is(err, keystore.ErrNotEnrolled) && !*force {
+		return err
+	}
+
+	en, err := e.mgr.NewEnrollment(user)
+	if err != nil {
+		return err
+	}
+	// Human output goes to stdout, unless stdout is for the JSON.
+	out := e.stdout
+	if *asJSON {
+		out = e.stderr
+	}
+	matrix, err := qrterm.Matrix(en.URI)
+	if err != nil {
+		return err
+	}
+	if *qrPNG != "" {
+		if err := writePNG(*qrPNG, matrix); err != nil {
+			return err
+		}
+	}
+	if *qrMode != "none" {
+		fmt.Fprintf(out, "Scan this QR code with your authenticator app:\n\n")
+		if *qrMode == "ansi" {
+			fmt.Fprint(out, qrterm.ANSI(matrix))
+		} else {
+			fmt.Fprint(out, qrterm.UTF8(matrix))
+		}
+		fmt.Fprintln(out)
+	}
+	if !*asJSON {
+		fmt.Fprintf(out, "Or add it by hand: %s\nURI: %s\n\n", groups(totp.EncodeSecret(en.Secret)), en.URI)
+	}
+
+	opts := account.SaveOptions{Replace: *force}
+	if !*noConfirm {
+		code, err := confirm(e, out, en)
+		if err != nil {
+			return err
+		}
+		opts.Confirm = code
+	}
+	codes, err := e.mgr.Save(en, opts)
+	if errors.Is(err, account.ErrEnrolled) {
+		return withHint(deniedErr("%s was enrolled meanwhile; nothing was changed", user), "add --force to replace the secret")
+	}
+	if err != nil {
+		return fmt.Errorf("%w; nothing was saved", err)
+	}
+	adminLog(e, "enroll", user)
+	if *asJSON {
+		return printJSON(e.stdout, struct {
+			User        string   `json:"user"`
+			URI         string   `json:"uri"`
+			Secret      string   `json:"secret"`
+			BackupCodes []string `json:"backup_codes"`
+		}{user, en.URI, totp.EncodeSecret(en.Secret), codes})
+	}
+	fmt.Fprintf(out, "Enrolled %s.\n", user)
+	printCodes(out, codes)
+	return nil
+}
+
+// confirm asks for a code from the app until one matches.
+func confirm(e *env, out io.Writer, en *account.Enrollment) (string, error) {
+	for try := 1; try <= confirmTries; try++ {
+		fmt.Fprintf(out, "Enter the %d-digit code the app shows: ", en.Params.Digits)
+		line, err := readLine(e.stdin)
+		if err != nil {
+			fmt.Fprintln(out)
+			return "", deniedErr("no code was entered; nothing was saved")
+		}
+		code := strings.TrimSpace(line)
+		if _, ok := e.mgr.CheckCode(en, code); ok {
+			return code, nil
+		}
+		fmt.Fprintf(out, "That code does not match. Check the app's clock and the entry you scanned.\n")
+	}
+	return "", withHint(deniedErr("no matching code after %d tries; nothing was saved", confirmTries),
+		"run enroll again, or check that the phone's time is set automatically")
+}
+
+func printCodes(w io.Writer, codes []string) {
+	if len(codes) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "\nBackup codes (each works once in place of a code; keep them safe, they are not shown again):\n\n")
+	for _, c := range codes {
+		fmt.Fprintf(w, "    %s\n", c)
+	}
+	fmt.Fprintln(w)
+}
+
+// groups splits a base32 secret into blocks of four for typing.
+func groups(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i += 4 {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteString(s[i:min(i+4, len(s))])
+	}
+	return b.String()
+}
+
+// writePNG writes the QR code to a new file: it holds the secret, so it
+// is created 0600 and never written through a link or over a file.
+func writePNG(path string, matrix [][]bool) error {
+	fd, err := unix.Open(path, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		if errors.Is(err, unix.EEXIST) {
+			return usageErr("--qr-png %s exists; choose a new file name (it will hold the secret)", path)
+		}
+		return usageErr("--qr-png %s: %v", path, err)
+	}
+	f := os.NewFile(uintptr(fd), path)
+	err = qrterm.PNG(f, matrix, 8)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(path)
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	return nil
+}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false) // keep the & in key URIs readable
+	return enc.Encode(v)
+}

@@ -1,0 +1,241 @@
+// Package config reads /etc/otpgate/config.toml.
+//
+// A missing file means the defaults. An unknown key or a bad value is an
+// error naming the file, the line and the key; callers in the login path
+// then deny.
+package config
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+	"golang.org/x/sys/unix"
+
+	"github.com/otpgate/otpgate/internal/totp"
+)
+
+// DefaultPath is where the policy lives.
+const DefaultPath = "/etc/otpgate/config.toml"
+
+// DefaultStore is the default store directory.
+const DefaultStore = "/var/lib/otpgate"
+
+// maxSize bounds the config file, like every other otpgate file.
+const maxSize = 64 << 10
+
+// Config is the policy. Use Default for a missing file.
+type Config struct {
+	Issuer       string        // label shown in the authenticator app
+	Params       totp.Params   // algorithm, digits and period of new enrollments
+	Window       int           // steps accepted on either side of now
+	Store        string        // store directory
+	MaxFailures  int           // consecutive failures that lock an account
+	LockDuration time.Duration // how long a lock lasts
+	BackupCodes  int           // backup codes made per set
+	FirstLogin   bool          // offer enrollment inside a login
+}
+
+// Limits on values, chosen so a typo cannot make otpgate useless or unsafe.
+const (
+	MaxWindow      = 10
+	MaxMaxFailures = 100 // NIST SP 800-63B section 5.2.2
+	MaxBackupCodes = 50
+)
+
+// Default returns the policy used when there is no config file.
+func Default() Config {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "otpgate"
+	}
+	return Config{
+		Issuer:       host,
+		Params:       totp.Default,
+		Window:       1,
+		Store:        DefaultStore,
+		MaxFailures:  5,
+		LockDuration: 15 * time.Minute,
+		BackupCodes:  10,
+	}
+}
+
+type file struct {
+	Issuer    *string `toml:"issuer"`
+	Algorithm *string `toml:"algorithm"`
+	Digits    *int    `toml:"digits"`
+	Period    *int    `toml:"period"`
+	Window    *int    `toml:"window"`
+	Store     *string `toml:"store"`
+	Lockout   struct {
+		MaxFailures  *int    `toml:"max_failures"`
+		LockDuration *string `toml:"lock_duration"`
+	} `toml:"lockout"`
+	BackupCodes struct {
+		Count *int `toml:"count"`
+	} `toml:"backup_codes"`
+	Enroll struct {
+		FirstLogin *bool `toml:"first_login"`
+	} `toml:"enroll"`
+}
+
+// Load reads the config at path. A missing file gives Default. The file
+// must be a regular file owned by root (or the effective uid) and not
+// writable by group or others: it decides who may log in.
+func Load(path string) (Config, error) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if errors.Is(err, unix.ENOENT) {
+		return Default(), nil
+	}
+	if errors.Is(err, unix.ELOOP) {
+		return Config{}, fmt.Errorf("config: %s is a symbolic link; point --config at the real file", path)
+	}
+	if err != nil {
+		return Config{}, fmt.Errorf("config: %s: %w", path, err)
+	}
+	f := os.NewFile(uintptr(fd), path)
+	defer f.Close()
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return Config{}, fmt.Errorf("config: %s: %w", path, err)
+	}
+	switch {
+	case st.Mode&unix.S_IFMT != unix.S_IFREG:
+		return Config{}, fmt.Errorf("config: %s is not a regular file", path)
+	case st.Uid != 0 && int(st.Uid) != os.Geteuid():
+		return Config{}, fmt.Errorf("config: %s is owned by uid %d; run chown root:root %s", path, st.Uid, path)
+	case st.Mode&0o022 != 0:
+		return Config{}, fmt.Errorf("config: %s is group- or world-writable; run chmod 644 %s", path, path)
+	case st.Size > maxSize:
+		return Config{}, fmt.Errorf("config: %s is over %d bytes", path, maxSize)
+	}
+	data := make([]byte, maxSize+1)
+	n, err := f.ReadAt(data, 0)
+	if n > maxSize {
+		return Config{}, fmt.Errorf("config: %s is over %d bytes", path, maxSize)
+	}
+	if err != nil && n == 0 && st.Size > 0 {
+		return Config{}, fmt.Errorf("config: reading %s: %w", path, err)
+	}
+	return Parse(path, data[:n])
+}
+
+// Parse parses config data; name is used in errors.
+func Parse(name string, data []byte) (Config, error) {
+	c := Default()
+	var f file
+	md, err := toml.Decode(string(data), &f)
+	if err != nil {
+		var perr toml.ParseError
+		if errors.As(err, &perr) {
+			return Config{}, fmt.Errorf("config: %s:%d: %s", name, perr.Position.Line, perr.Message)
+		}
+		return Config{}, fmt.Errorf("config: %s: %v", name, err)
+	}
+	bad := func(key, format string, args ...any) error {
+		return fmt.Errorf("config: %s:%d: %s: %s", name, keyLine(data, key), key, fmt.Sprintf(format, args...))
+	}
+	if extra := md.Undecoded(); len(extra) > 0 {
+		k := extra[0].String()
+		return Config{}, bad(k, "unknown key; see the configuration section of the otpgate docs")
+	}
+	if f.Issuer != nil {
+		if *f.Issuer == "" || strings.ContainsAny(*f.Issuer, ":\n\r") || len(*f.Issuer) > 64 {
+			return Config{}, bad("issuer", "must be 1 to 64 characters without ':' or line breaks")
+		}
+		c.Issuer = *f.Issuer
+	}
+	if f.Algorithm != nil {
+		c.Params.Algorithm = *f.Algorithm
+	}
+	if f.Digits != nil {
+		c.Params.Digits = *f.Digits
+	}
+	if f.Period != nil {
+		c.Params.Period = *f.Period
+	}
+	if err := c.Params.Check(); err != nil {
+		key := "algorithm"
+		switch {
+		case f.Digits != nil && c.Params.Digits != 6 && c.Params.Digits != 8:
+			key = "digits"
+		case f.Period != nil && (c.Params.Period < totp.MinPeriod || c.Params.Period > totp.MaxPeriod):
+			key = "period"
+		}
+		return Config{}, bad(key, "%v", err)
+	}
+	if f.Window != nil {
+		if *f.Window < 0 || *f.Window > MaxWindow {
+			return Config{}, bad("window", "%d is out of range; use 0 to %d", *f.Window, MaxWindow)
+		}
+		c.Window = *f.Window
+	}
+	if f.Store != nil {
+		if !filepath.IsAbs(*f.Store) || filepath.Clean(*f.Store) != *f.Store {
+			return Config{}, bad("store", "%q must be a clean absolute path", *f.Store)
+		}
+		c.Store = *f.Store
+	}
+	if v := f.Lockout.MaxFailures; v != nil {
+		if *v < 1 || *v > MaxMaxFailures {
+			return Config{}, bad("lockout.max_failures", "%d is out of range; use 1 to %d", *v, MaxMaxFailures)
+		}
+		c.MaxFailures = *v
+	}
+	if v := f.Lockout.LockDuration; v != nil {
+		d, err := time.ParseDuration(*v)
+		if err != nil || d < time.Second || d > 7*24*time.Hour {
+			return Config{}, bad("lockout.lock_duration", "%q is not a duration from 1s to 168h, such as \"15m\"", *v)
+		}
+		c.LockDuration = d
+	}
+	if v := f.BackupCodes.Count; v != nil {
+		if *v < 0 || *v > MaxBackupCodes {
+			return Config{}, bad("backup_codes.count", "%d is out of range; use 0 to %d", *v, MaxBackupCodes)
+		}
+		c.BackupCodes = *v
+	}
+	if v := f.Enroll.FirstLogin; v != nil {
+		c.FirstLogin = *v
+	}
+	return c, nil
+}
+
+// keyLine finds the line where a dotted key ("lockout.max_failures") is
+// set, tracking [table] headers; 0 when it cannot tell.
+func keyLine(data []byte, dotted string) int {
+	table, key := "", dotted
+	if i := strings.LastIndexByte(dotted, '.'); i >= 0 {
+		table, key = dotted[:i], dotted[i+1:]
+	}
+	cur := ""
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if strings.HasPrefix(line, "[") {
+			cur = strings.Trim(line, "[] \t")
+			if i := strings.IndexByte(cur, '#'); i >= 0 {
+				cur = strings.TrimSpace(strings.Trim(cur[:i], "[] \t"))
+			}
+			continue
+		}
+		k, _, ok := strings.Cut(line, "=")
+		if !ok {
+			continue
+		}
+		k = strings.Trim(strings.TrimSpace(k), `"'`)
+		if cur == table && k == key {
+			return n
+		}
+		if cur == "" && k == dotted {
+			return n
+		}
+	}
+	return 0
+}

@@ -1,0 +1,249 @@
+// Package verify checks one code for one user, the algorithm of the design
+// (section 3): lock the user, refuse while locked, count the attempt before
+// checking it, accept a TOTP code of a step later than the last accepted
+// one or an unused backup code, then reset or lock.
+//
+// It is the one path every front end uses: otpgate verify, the PAM helper
+// and sshcheck. Every error ends in a denial.
+package verify
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/otpgate/otpgate/internal/authlog"
+	"github.com/otpgate/otpgate/internal/backupcode"
+	"github.com/otpgate/otpgate/internal/config"
+	"github.com/otpgate/otpgate/internal/totp"
+	"github.com/otpgate/otpgate/keystore"
+)
+
+// DefaultLockWait bounds the wait for another attempt on the same user.
+const DefaultLockWait = 10 * time.Second
+
+// Verifier checks codes against a store under a policy.
+type Verifier struct {
+	Store    *keystore.Store
+	Config   config.Config
+	Log      *authlog.Logger  // nil drops the log lines
+	Now      func() time.Time // nil means time.Now; tests pin it
+	LockWait time.Duration    // 0 means DefaultLockWait
+}
+
+// Request is one attempt. Service and RHost only go into the log line.
+type Request struct {
+	User    string
+	Code    string
+	Service string
+	RHost   string
+}
+
+// Outcome is the verdict of an attempt.
+type Outcome int
+
+// The outcomes. Only Accepted lets a login through.
+const (
+	Accepted    Outcome = iota
+	Denied              // wrong, replayed or malformed code
+	Locked              // too many failures; LockedUntil says until when
+	NotEnrolled         // the user has no secret
+	Failed              // otpgate could not decide (broken file, full disk): denied
+)
+
+func (o Outcome) String() string {
+	switch o {
+	case Accepted:
+		return "accepted"
+	case Denied:
+		return "denied"
+	case Locked:
+		return "locked"
+	case NotEnrolled:
+		return "not-enrolled"
+	}
+	return "error"
+}
+
+// Result is what the caller may tell the person, and what was logged.
+type Result struct {
+	Outcome     Outcome
+	Reason      string    // short, for logs: wrong-code, replayed, ...
+	Method      string    // "totp" or "backup" when accepted
+	Failures    int       // consecutive failures after this attempt
+	LockedUntil time.Time // set when Outcome is Locked, or this attempt locked the account
+	BackupLeft  int       // unused backup codes after this attempt
+	Err         error     // the cause of Failed
+}
+
+// Code kinds after classification.
+const (
+	kindWrong = iota
+	kindTOTP
+	kindBackup
+)
+
+// Classify says what input looks like: a TOTP code of digits digits, a
+// backup code (see backupcode.Normalize), or neither. norm is the form to
+// compare.
+func Classify(input string, digits int) (kind int, norm string) {
+	s := strings.TrimSpace(input)
+	if len(s) == digits && strings.Trim(s, "0123456789") == "" {
+		return kindTOTP, s
+	}
+	if c, ok := backupcode.Normalize(s); ok {
+		return kindBackup, c
+	}
+	return kindWrong, ""
+}
+
+// Verify runs one attempt and logs one line about it.
+func (v *Verifier) Verify(req Request) Result {
+	r := v.verify(req)
+	v.log(req, r)
+	return r
+}
+
+func (v *Verifier) now() time.Time {
+	if v.Now != nil {
+		return v.Now()
+	}
+	return time.Now()
+}
+
+func fail(reason string, err error) Result {
+	return Result{Outcome: Failed, Reason: reason, Err: err}
+}
+
+func (v *Verifier) verify(req Request) Result {
+	if err := keystore.ValidUser(req.User); err != nil {
+		return Result{Outcome: Denied, Reason: "invalid-user", Err: err}
+	}
+	// Look before locking: a guessed user name must not create a lock file.
+	if _, err := v.Store.ReadUser(req.User); errors.Is(err, keystore.ErrNotEnrolled) {
+		return Result{Outcome: NotEnrolled, Reason: "not-enrolled"}
+	} else if err != nil {
+		return fail("store-error", err)
+	}
+	wait := v.LockWait
+	if wait == 0 {
+		wait = DefaultLockWait
+	}
+	lock, err := v.Store.Lock(req.User, wait)
+	if err != nil {
+		return fail("lock-error", err)
+	}
+	defer lock.Unlock()
+
+	user, err := lock.ReadUser()
+	if errors.Is(err, keystore.ErrNotEnrolled) {
+		return Result{Outcome: NotEnrolled, Reason: "not-enrolled"}
+	}
+	if err != nil {
+		return fail("store-error", err)
+	}
+	st, err := lock.ReadState()
+	if err != nil {
+		return fail("state-error", err)
+	}
+	now := v.now()
+	if now.Before(st.LockedUntil) {
+		return Result{Outcome: Locked, Reason: "locked", Failures: st.Failures, LockedUntil: st.LockedUntil, BackupLeft: len(user.BackupHashes)}
+	}
+	if !st.LockedUntil.IsZero() {
+		// The lock ran out: a fresh run of max_failures attempts.
+		st.LockedUntil = time.Time{}
+		st.Failures = 0
+	}
+
+	// Count the attempt before checking it: a process killed from here
+	// on has not had a free guess.
+	st.Failures++
+	st.LastFailure = now
+	if err := lock.WriteState(st); err != nil {
+		return fail("state-write-error", err)
+	}
+
+	r := Result{Outcome: Denied, Reason: "wrong-code", BackupLeft: len(user.BackupHashes)}
+	kind, code := Classify(req.Code, user.Params.Digits)
+	switch kind {
+	case kindTOTP:
+		step, ok, replayed, err := totp.Match(user.Secret, code, now, v.Config.Window, st.LastStep, user.Params)
+		if err != nil {
+			return fail("totp-error", err)
+		}
+		if ok {
+			st.LastStep = step
+			r = Result{Outcome: Accepted, Method: "totp", BackupLeft: len(user.BackupHashes)}
+		} else if replayed {
+			r.Reason = "replayed"
+		}
+	case kindBackup:
+		i, err := backupcode.Find(code, user.BackupHashes)
+		if err != nil {
+			return fail("store-error", fmt.Errorf("keystore: %s: %w", v.Store.UserPath(req.User), err))
+		}
+		if i >= 0 {
+			// Spend the code before reporting success.
+			user.BackupHashes = append(user.BackupHashes[:i:i], user.BackupHashes[i+1:]...)
+			if err := lock.WriteUser(user); err != nil {
+				return fail("user-write-error", err)
+			}
+			r = Result{Outcome: Accepted, Method: "backup", BackupLeft: len(user.BackupHashes)}
+		}
+	default:
+		r.Reason = "malformed-code"
+	}
+
+	if r.Outcome == Accepted {
+		st.Failures = 0
+		st.LastFailure = time.Time{}
+		st.LastSuccess = now
+	} else if st.Failures >= v.Config.MaxFailures {
+		st.LockedUntil = now.Add(v.Config.LockDuration)
+		r.LockedUntil = st.LockedUntil
+	}
+	r.Failures = st.Failures
+	if r.Outcome == Accepted || !r.LockedUntil.IsZero() {
+		if err := lock.WriteState(st); err != nil {
+			return fail("state-write-error", err)
+		}
+	}
+	return r
+}
+
+func (v *Verifier) log(req Request, r Result) {
+	user := req.User
+	if r.Reason == "invalid-user" {
+		user = "(invalid)" // never log it: it may be a password
+	}
+	line := fmt.Sprintf("user=%s service=%s rhost=%s outcome=%s", user, orDash(req.Service), orDash(req.RHost), r.Outcome)
+	if r.Method != "" {
+		line += " method=" + r.Method
+	}
+	if r.Reason != "" {
+		line += " reason=" + r.Reason
+	}
+	if r.Outcome != NotEnrolled && r.Reason != "invalid-user" {
+		line += fmt.Sprintf(" failures=%d", r.Failures)
+	}
+	if !r.LockedUntil.IsZero() {
+		line += " locked_until=" + r.LockedUntil.UTC().Format(time.RFC3339)
+	}
+	if r.Err != nil {
+		line += " error=" + fmt.Sprintf("%q", r.Err.Error())
+	}
+	if r.Outcome == Accepted {
+		v.Log.Info(line)
+	} else {
+		v.Log.Notice(line)
+	}
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return strings.ReplaceAll(s, " ", "_")
+}

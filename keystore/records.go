@@ -1,0 +1,210 @@
+package keystore
+
+import (
+	"bytes"
+	"encoding/base32"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+
+	"github.com/otpgate/otpgate/internal/backupcode"
+	"github.com/otpgate/otpgate/internal/totp"
+)
+
+// FormatVersion is the version key written in every store file.
+const FormatVersion = 1
+
+// MinSecretBytes is the shortest secret accepted: 128 bits (RFC 4226
+// section 4 asks for at least that; otpgate makes 160).
+const MinSecretBytes = 16
+
+// maxBackupCodes bounds the hashes in one user file, and so the argon2id
+// work one login can cause.
+const maxBackupCodes = 50
+
+// User is a user's enrollment: the secret, its code parameters and the
+// hashes of the unused backup codes.
+type User struct {
+	Secret       []byte
+	Params       totp.Params
+	Created      time.Time
+	BackupHashes []string
+}
+
+// State is what changes with every attempt.
+type State struct {
+	Failures    int       // consecutive failed attempts
+	LockedUntil time.Time // zero when not locked
+	LastStep    int64     // last accepted TOTP step; 0 when none
+	LastSuccess time.Time
+	LastFailure time.Time
+}
+
+type userFile struct {
+	Version     int       `toml:"version"`
+	Secret      string    `toml:"secret"`
+	Algorithm   string    `toml:"algorithm"`
+	Digits      int       `toml:"digits"`
+	Period      int       `toml:"period"`
+	Created     time.Time `toml:"created"`
+	BackupCodes []string  `toml:"backup_codes"`
+}
+
+type stateFile struct {
+	Version     int        `toml:"version"`
+	Failures    int        `toml:"failures"`
+	LockedUntil *time.Time `toml:"locked_until,omitempty"`
+	LastStep    int64      `toml:"last_step"`
+	LastSuccess *time.Time `toml:"last_success,omitempty"`
+	LastFailure *time.Time `toml:"last_failure,omitempty"`
+}
+
+// decodeStrict decodes data into v, refusing unknown keys and requiring
+// every key in required.
+func decodeStrict(data []byte, v any, required ...string) error {
+	md, err := toml.Decode(string(data), v)
+	if err != nil {
+		var perr toml.ParseError
+		if errors.As(err, &perr) {
+			// Not perr.Message: it can quote the line, and the line can
+			// hold a secret that must not reach a log.
+			return fmt.Errorf("line %d: not valid TOML", perr.Position.Line)
+		}
+		return errors.New("not valid TOML for this file")
+	}
+	if extra := md.Undecoded(); len(extra) > 0 {
+		return fmt.Errorf("unknown key %q", extra[0].String())
+	}
+	for _, k := range required {
+		if !md.IsDefined(k) {
+			return fmt.Errorf("missing key %q", k)
+		}
+	}
+	return nil
+}
+
+// ParseUser parses a user file.
+func ParseUser(data []byte) (User, error) {
+	var f userFile
+	if err := decodeStrict(data, &f, "version", "secret", "algorithm", "digits", "period"); err != nil {
+		return User{}, err
+	}
+	if f.Version != FormatVersion {
+		return User{}, fmt.Errorf("version %d is not supported (this otpgate reads version %d)", f.Version, FormatVersion)
+	}
+	secret, err := DecodeSecret(f.Secret)
+	if err != nil {
+		return User{}, err
+	}
+	u := User{
+		Secret:  secret,
+		Params:  totp.Params{Algorithm: f.Algorithm, Digits: f.Digits, Period: f.Period},
+		Created: f.Created,
+	}
+	if err := u.Params.Check(); err != nil {
+		return User{}, err
+	}
+	if len(f.BackupCodes) > maxBackupCodes {
+		return User{}, fmt.Errorf("%d backup code hashes, over the limit of %d", len(f.BackupCodes), maxBackupCodes)
+	}
+	for i, h := range f.BackupCodes {
+		if err := backupcode.CheckHash(h); err != nil {
+			return User{}, fmt.Errorf("backup_codes[%d]: %w", i, err)
+		}
+	}
+	u.BackupHashes = f.BackupCodes
+	return u, nil
+}
+
+// DecodeSecret decodes a base32 secret (case, spaces and padding ignored)
+// and refuses one shorter than MinSecretBytes.
+func DecodeSecret(s string) ([]byte, error) {
+	s = strings.ToUpper(strings.ReplaceAll(s, " ", ""))
+	s = strings.TrimRight(s, "=")
+	secret, err := base32.StdEncoding.WithPadding(base32.NoPadding).DecodeString(s)
+	if err != nil {
+		return nil, fmt.Errorf("secret is not valid base32")
+	}
+	if len(secret) < MinSecretBytes {
+		return nil, fmt.Errorf("secret is %d bits; otpgate needs at least %d", 8*len(secret), 8*MinSecretBytes)
+	}
+	return secret, nil
+}
+
+// MarshalUser returns the file form of u.
+func MarshalUser(u User) ([]byte, error) {
+	if len(u.Secret) < MinSecretBytes {
+		return nil, fmt.Errorf("secret is %d bits; otpgate needs at least %d", 8*len(u.Secret), 8*MinSecretBytes)
+	}
+	if err := u.Params.Check(); err != nil {
+		return nil, err
+	}
+	hashes := u.BackupHashes
+	if hashes == nil {
+		hashes = []string{}
+	}
+	return encode(userFile{
+		Version:     FormatVersion,
+		Secret:      totp.EncodeSecret(u.Secret),
+		Algorithm:   u.Params.Algorithm,
+		Digits:      u.Params.Digits,
+		Period:      u.Params.Period,
+		Created:     u.Created.UTC().Truncate(time.Second),
+		BackupCodes: hashes,
+	})
+}
+
+// ParseState parses a state file.
+func ParseState(data []byte) (State, error) {
+	var f stateFile
+	if err := decodeStrict(data, &f, "version", "failures", "last_step"); err != nil {
+		return State{}, err
+	}
+	if f.Version != FormatVersion {
+		return State{}, fmt.Errorf("version %d is not supported (this otpgate reads version %d)", f.Version, FormatVersion)
+	}
+	if f.Failures < 0 || f.LastStep < 0 {
+		return State{}, fmt.Errorf("negative failures or last_step")
+	}
+	st := State{Failures: f.Failures, LastStep: f.LastStep}
+	if f.LockedUntil != nil {
+		st.LockedUntil = *f.LockedUntil
+	}
+	if f.LastSuccess != nil {
+		st.LastSuccess = *f.LastSuccess
+	}
+	if f.LastFailure != nil {
+		st.LastFailure = *f.LastFailure
+	}
+	return st, nil
+}
+
+// MarshalState returns the file form of st.
+func MarshalState(st State) ([]byte, error) {
+	opt := func(t time.Time) *time.Time {
+		if t.IsZero() {
+			return nil
+		}
+		t = t.UTC().Truncate(time.Second)
+		return &t
+	}
+	return encode(stateFile{
+		Version:     FormatVersion,
+		Failures:    st.Failures,
+		LockedUntil: opt(st.LockedUntil),
+		LastStep:    st.LastStep,
+		LastSuccess: opt(st.LastSuccess),
+		LastFailure: opt(st.LastFailure),
+	})
+}
+
+func encode(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	if err := toml.NewEncoder(&buf).Encode(v); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
