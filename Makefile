@@ -12,7 +12,7 @@ PAM_CFLAGS = -fPIC -Wall -Wextra -Werror -std=c99 -D_GNU_SOURCE $(CFLAGS)
 PAMDIR  ?= $(shell for d in /usr/lib/$$(gcc -print-multiarch 2>/dev/null)/security /lib/$$(gcc -print-multiarch 2>/dev/null)/security /usr/lib64/security /usr/lib/security /lib/security; do [ -d "$$d" ] && { echo $$d; break; }; done)
 GOFLAGS_BUILD = -trimpath -ldflags='-s -w'
 
-.PHONY: all go pam test test-go test-deps bench install uninstall clean fmt vet
+.PHONY: demo all go pam test test-go test-deps bench install uninstall clean fmt vet
 
 all: go $(if $(wildcard pam/pam_otpgate.c),pam)
 
@@ -50,3 +50,7 @@ uninstall:
 
 clean:
 	rm -rf bin build
+
+# Enroll a demo user in a throwaway store and check codes interactively.
+demo:
+	scripts/demo.sh

@@ -21,7 +21,7 @@ var secret = []byte("12345678901234567890")
 const startStep = 59000000
 
 type fixture struct {
-	t       *testing.T
+	t       testing.TB
 	v       *Verifier
 	now     time.Time
 	backups []string
@@ -29,7 +29,7 @@ type fixture struct {
 
 // newFixture enrolls alice with a known secret and three backup codes in a
 // fresh store, with the clock pinned at the start of startStep.
-func newFixture(t *testing.T, edit func(*config.Config)) *fixture {
+func newFixture(t testing.TB, edit func(*config.Config)) *fixture {
 	t.Helper()
 	cfg := config.Default()
 	cfg.Store = t.TempDir() + "/store"
@@ -267,4 +267,26 @@ func FuzzClassify(f *testing.F) {
 			}
 		}
 	})
+}
+
+// BenchmarkVerifyTOTP is one wrong TOTP attempt end to end: lock, read both
+// files, count and persist the attempt, check three steps, unlock.
+func BenchmarkVerifyTOTP(b *testing.B) {
+	f := newFixture(b, func(c *config.Config) { c.MaxFailures = 100 })
+	n := 0
+	for b.Loop() {
+		if r := f.try("000000"); r.Outcome != Denied {
+			b.Fatalf("%v %v", r.Outcome, r.Err)
+		}
+		if n++; n%90 == 0 {
+			b.StopTimer()
+			l, err := f.v.Store.Lock("alice", time.Second)
+			if err != nil {
+				b.Fatal(err)
+			}
+			l.WriteState(keystore.State{})
+			l.Unlock()
+			b.StartTimer()
+		}
+	}
 }
