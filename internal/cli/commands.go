@@ -204,23 +204,41 @@ func runList(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	all := []account.Status{}
+	// One damaged file must not hide every other user: report it in its
+	// row, and exit 2 at the end.
+	type row struct {
+		account.Status
+		Error string `json:"error,omitempty"`
+	}
+	all := []row{}
+	var firstErr error
 	for _, u := range users {
 		s, err := e.mgr.Status(u)
+		r := row{Status: s}
 		if err != nil {
-			return err
+			r = row{Status: account.Status{User: u}, Error: err.Error()}
+			if firstErr == nil {
+				firstErr = err
+			}
 		}
-		all = append(all, s)
+		all = append(all, r)
 	}
 	if *asJSON {
-		return printJSON(e.stdout, all)
+		if err := printJSON(e.stdout, all); err != nil {
+			return err
+		}
+		return firstErr
 	}
 	for _, s := range all {
+		if s.Error != "" {
+			fmt.Fprintf(e.stdout, "%-20s error: %s\n", s.User, s.Error)
+			continue
+		}
 		lock := "-"
 		if s.Locked {
 			lock = "locked until " + s.LockedUntil.Local().Format(time.DateTime)
 		}
 		fmt.Fprintf(e.stdout, "%-20s backup=%-2d failures=%-3d %s\n", s.User, s.BackupLeft, s.Failures, lock)
 	}
-	return nil
+	return firstErr
 }
