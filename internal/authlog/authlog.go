@@ -22,7 +22,12 @@ type Logger struct {
 // Open connects to the local syslog as tag ("otpgate"). fallback, which
 // may be nil, receives the lines when there is no syslog.
 func Open(tag string, fallback io.Writer) *Logger {
-	w, err := syslog.New(syslog.LOG_AUTHPRIV|syslog.LOG_INFO, tag)
+	return dial("", "", tag, fallback)
+}
+
+// dial is Open with a given syslog address ("" for the local default).
+func dial(network, addr, tag string, fallback io.Writer) *Logger {
+	w, err := syslog.Dial(network, addr, syslog.LOG_AUTHPRIV|syslog.LOG_INFO, tag)
 	if err != nil {
 		w = nil
 	}
