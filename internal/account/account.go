@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/otpgate/otpgate/internal/backupcode"
@@ -76,7 +77,10 @@ func KeyURI(issuer, user string, secret []byte, p totp.Params) string {
 	q.Set("algorithm", p.Algorithm)
 	q.Set("digits", fmt.Sprint(p.Digits))
 	q.Set("period", fmt.Sprint(p.Period))
-	u := url.URL{Scheme: "otpauth", Host: "totp", Path: "/" + issuer + ":" + user, RawQuery: q.Encode()}
+	// Spaces as %20, not "+": apps read the issuer parameter literally.
+	// (A literal "+" is encoded as %2B, so the replacement is exact.)
+	raw := strings.ReplaceAll(q.Encode(), "+", "%20")
+	u := url.URL{Scheme: "otpauth", Host: "totp", Path: "/" + issuer + ":" + user, RawQuery: raw}
 	return u.String()
 }
 
