@@ -1,0 +1,157 @@
+// Package doctor audits a host's otpgate setup: the sshd configuration as
+// sshd itself resolves it (sshd -T), the PAM stacks, the store and the
+// installed files. Each problem comes with the fix.
+//
+// The checks are pure functions of their inputs (sshd -T text, pam.d
+// files, passwd and group files), so tests feed them fixtures; Run gathers
+// the inputs from the host.
+package doctor
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+)
+
+// Finding is one problem, with what to do about it.
+type Finding struct {
+	Check   string `json:"check"`   // area: sshd, pam, files, users
+	Context string `json:"context"` // where it applies: a file, or an sshd -C context
+	Problem string `json:"problem"`
+	Fix     string `json:"fix"`
+}
+
+func (f Finding) String() string {
+	s := f.Check
+	if f.Context != "" {
+		s += " (" + f.Context + ")"
+	}
+	return fmt.Sprintf("%s: %s\n    fix: %s", s, f.Problem, f.Fix)
+}
+
+// Report is the outcome of a run: problems, and notes on what was checked.
+type Report struct {
+	Findings []Finding `json:"findings"`
+	Checked  []string  `json:"checked"`
+}
+
+func (r *Report) add(f ...Finding) { r.Findings = append(r.Findings, f...) }
+
+func (r *Report) note(format string, args ...any) {
+	r.Checked = append(r.Checked, fmt.Sprintf(format, args...))
+}
+
+// dedupe drops repeated findings (the same sshd problem seen for several
+// users) and sorts them.
+func (r *Report) dedupe() {
+	seen := map[string]bool{}
+	out := r.Findings[:0]
+	for _, f := range r.Findings {
+		k := f.Check + "\x00" + f.Problem
+		if seen[k] {
+			continue
+		}
+		seen[k] = true
+		out = append(out, f)
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Check < out[j].Check })
+	r.Findings = out
+}
+
+// SSHConfig is sshd -T output: lower-case keywords to their values, in
+// order; keywords that repeat (acceptenv, subsystem) keep every value.
+type SSHConfig map[string][]string
+
+// ParseSSHDT reads the output of sshd -T.
+func ParseSSHDT(out string) SSHConfig {
+	c := SSHConfig{}
+	for _, line := range strings.Split(out, "\n") {
+		k, v, _ := strings.Cut(strings.TrimSpace(line), " ")
+		if k == "" {
+			continue
+		}
+		c[strings.ToLower(k)] = append(c[strings.ToLower(k)], strings.TrimSpace(v))
+	}
+	return c
+}
+
+// Get returns the first value of keyword, or "".
+func (c SSHConfig) Get(keyword string) string {
+	if v := c[keyword]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
+// UsesSSHCheck reports whether ForceCommand runs otpgate sshcheck.
+func (c SSHConfig) UsesSSHCheck() bool {
+	fc := c.Get("forcecommand")
+	return strings.Contains(fc, "otpgate") && strings.Contains(fc, "sshcheck")
+}
+
+// needsKbdInteractive reports whether every AuthenticationMethods list
+// names keyboard-interactive: only then does each login pass through the
+// PAM auth stack.
+func (c SSHConfig) needsKbdInteractive() bool {
+	am := c.Get("authenticationmethods")
+	if am == "" || am == "any" {
+		return false
+	}
+	for _, list := range strings.Fields(am) {
+		if !strings.Contains(list, "keyboard-interactive") {
+			return false
+		}
+	}
+	return true
+}
+
+// CheckSSHD checks one resolved sshd configuration. pamHasOtpgate says
+// whether sshd's PAM auth stack runs pam_otpgate.
+func CheckSSHD(c SSHConfig, context string, pamHasOtpgate bool) []Finding {
+	var out []Finding
+	add := func(problem, fix string) {
+		out = append(out, Finding{Check: "sshd", Context: context, Problem: problem, Fix: fix})
+	}
+	if c.UsesSSHCheck() {
+		if c.Get("disableforwarding") != "yes" {
+			var open []string
+			for _, k := range []struct{ key, off string }{
+				{"allowtcpforwarding", "no"}, {"allowstreamlocalforwarding", "no"},
+				{"permittunnel", "no"}, {"x11forwarding", "no"}, {"allowagentforwarding", "no"},
+			} {
+				if c.Get(k.key) != k.off {
+					open = append(open, k.key+" "+c.Get(k.key))
+				}
+			}
+			if len(open) > 0 {
+				add("ForceCommand otpgate sshcheck without DisableForwarding yes: "+strings.Join(open, ", ")+"; ssh -N -L/-R/-D never runs the command, so forwarding works without a code",
+					"add DisableForwarding yes to the Match block (see contrib/sshd_config.d/otpgate-forcecommand.conf)")
+			}
+		}
+		if c.Get("permituserrc") != "no" {
+			add("PermitUserRC is on: ~/.ssh/rc runs before otpgate sshcheck asks for the code",
+				"add PermitUserRC no to the Match block")
+		}
+		if v := c.Get("permituserenvironment"); v != "no" && v != "" {
+			add("PermitUserEnvironment "+v+": ~/.ssh/environment can change what runs before and around otpgate sshcheck",
+				"set PermitUserEnvironment no")
+		}
+	} else if c.Get("usepam") == "yes" && pamHasOtpgate && !c.needsKbdInteractive() {
+		add("the sshd PAM stack runs pam_otpgate, but AuthenticationMethods is \""+c.Get("authenticationmethods")+"\": a public key (or GSSAPI) login never reaches PAM's auth stack and skips the code",
+			"set AuthenticationMethods publickey,keyboard-interactive (see contrib/sshd_config.d/otpgate-pam.conf)")
+	}
+	if strings.Contains(c.Get("authenticationmethods"), "keyboard-interactive") && c.Get("kbdinteractiveauthentication") != "yes" {
+		add("AuthenticationMethods needs keyboard-interactive but KbdInteractiveAuthentication is no: nobody can log in",
+			"set KbdInteractiveAuthentication yes")
+	}
+	if c.needsKbdInteractive() && !c.UsesSSHCheck() {
+		if c.Get("usepam") != "yes" {
+			add("AuthenticationMethods needs keyboard-interactive but UsePAM is no: pam_otpgate is never asked",
+				"set UsePAM yes")
+		} else if !pamHasOtpgate {
+			add("AuthenticationMethods relies on keyboard-interactive, but pam_otpgate is not in sshd's PAM auth stack: no code is asked",
+				"add to /etc/pam.d/sshd: auth required pam_otpgate.so")
+		}
+	}
+	return out
+}

@@ -1,0 +1,203 @@
+package doctor
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// sshdT holds the keywords of a default Debian sshd -T that matter here.
+const debianT = `usepam yes
+kbdinteractiveauthentication no
+x11forwarding yes
+permituserrc yes
+allowtcpforwarding yes
+allowagentforwarding yes
+disableforwarding no
+allowstreamlocalforwarding yes
+forcecommand none
+acceptenv LANG
+acceptenv LC_*
+authenticationmethods any
+permittunnel no
+permituserenvironment no
+`
+
+func with(base string, kv ...string) SSHConfig {
+	c := ParseSSHDT(base)
+	for i := 0; i < len(kv); i += 2 {
+		c[kv[i]] = []string{kv[i+1]}
+	}
+	return c
+}
+
+func problems(fs []Finding) string {
+	var b strings.Builder
+	for _, f := range fs {
+		b.WriteString(f.Problem + "\n")
+	}
+	return b.String()
+}
+
+func TestCheckSSHD(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		c    SSHConfig
+		pam  bool
+		want []string // substrings, one per expected finding
+	}{
+		{"stock debian, no otpgate", with(debianT), false, nil},
+		{"forcecommand without forwarding block", with(debianT, "forcecommand", "/usr/bin/otpgate sshcheck"), false,
+			[]string{"without DisableForwarding yes: allowtcpforwarding yes", "PermitUserRC is on"}},
+		{"forcecommand with the contrib block", with(debianT, "forcecommand", "/usr/bin/otpgate sshcheck", "disableforwarding", "yes", "permituserrc", "no"), false, nil},
+		{"forcecommand, each forwarding off by hand", with(debianT, "forcecommand", "/usr/bin/otpgate sshcheck", "allowtcpforwarding", "no",
+			"allowstreamlocalforwarding", "no", "x11forwarding", "no", "allowagentforwarding", "no", "permituserrc", "no"), false, nil},
+		{"forcecommand with user environment", with(debianT, "forcecommand", "/usr/bin/otpgate sshcheck", "disableforwarding", "yes", "permituserrc", "no", "permituserenvironment", "yes"), false,
+			[]string{"PermitUserEnvironment yes"}},
+		{"pam has otpgate but keys skip it", with(debianT, "kbdinteractiveauthentication", "yes"), true, []string{"never reaches PAM's auth stack"}},
+		{"recommended pam route", with(debianT, "kbdinteractiveauthentication", "yes", "authenticationmethods", "publickey,keyboard-interactive"), true, nil},
+		{"pam route, kbd-interactive off", with(debianT, "authenticationmethods", "publickey,keyboard-interactive"), true, []string{"KbdInteractiveAuthentication is no"}},
+		{"pam route without the module", with(debianT, "kbdinteractiveauthentication", "yes", "authenticationmethods", "publickey,keyboard-interactive"), false, []string{"pam_otpgate is not in sshd's PAM auth stack"}},
+		{"pam route, UsePAM off", with(debianT, "usepam", "no", "kbdinteractiveauthentication", "yes", "authenticationmethods", "publickey,keyboard-interactive"), true, []string{"UsePAM is no"}},
+		{"one list without kbd-interactive", with(debianT, "kbdinteractiveauthentication", "yes", "authenticationmethods", "publickey,keyboard-interactive publickey"), true, []string{"never reaches PAM's auth stack"}},
+	} {
+		got := CheckSSHD(tc.c, "test", tc.pam)
+		if len(got) != len(tc.want) {
+			t.Errorf("%s: %d findings, want %d:\n%s", tc.name, len(got), len(tc.want), problems(got))
+			continue
+		}
+		for i, w := range tc.want {
+			if !strings.Contains(got[i].Problem, w) || got[i].Fix == "" {
+				t.Errorf("%s: finding %d = %q (fix %q), want it to say %q", tc.name, i, got[i].Problem, got[i].Fix, w)
+			}
+		}
+	}
+}
+
+func TestAuthStack(t *testing.T) {
+	stack, err := AuthStack("testdata/pam.d", "sshd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mods []string
+	for _, l := range stack {
+		mods = append(mods, l.Module+" "+l.Control)
+	}
+	want := "pam_unix.so [success=1 default=ignore]|pam_deny.so requisite|pam_permit.so required|pam_otpgate.so required"
+	if got := strings.Join(mods, "|"); got != want {
+		t.Errorf("sshd stack:\n got %s\nwant %s", got, want)
+	}
+	if !HasOtpgate(stack) || len(CheckPAM("sshd", stack)) != 0 {
+		t.Errorf("sshd stack: HasOtpgate=%v findings:\n%s", HasOtpgate(stack), problems(CheckPAM("sshd", stack)))
+	}
+	stack, err = AuthStack("testdata/pam.d", "sudo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := problems(CheckPAM("sudo", stack))
+	for _, w := range []string{"pam_otpgate is optional", "pam_rootok.so (sufficient) can end the stack"} {
+		if !strings.Contains(got, w) {
+			t.Errorf("sudo findings lack %q:\n%s", w, got)
+		}
+	}
+	if _, err := AuthStack("testdata/pam.d", "loop"); err == nil {
+		t.Error("an include loop was followed forever")
+	}
+}
+
+func TestGroupMembers(t *testing.T) {
+	dir := t.TempDir()
+	passwd := filepath.Join(dir, "passwd")
+	group := filepath.Join(dir, "group")
+	os.WriteFile(passwd, []byte("root:x:0:0:root:/root:/bin/bash\nalice:x:1000:1000::/home/alice:/bin/bash\nbob:x:1001:27::/home/bob:/bin/bash\nsvc:x:999:999::/:/usr/sbin/nologin\n"), 0o644)
+	os.WriteFile(group, []byte("sudo:x:27:alice\nalice:x:1000:\n"), 0o644)
+	accts, err := ReadPasswd(passwd)
+	if err != nil || len(accts) != 4 || accts[3].CanLogIn() || !accts[1].CanLogIn() {
+		t.Fatalf("ReadPasswd: %+v %v", accts, err)
+	}
+	m, err := GroupMembers(group, accts, "sudo")
+	if err != nil || strings.Join(m, ",") != "alice,bob" {
+		t.Errorf("sudo members %v %v, want alice (listed) and bob (primary group)", m, err)
+	}
+}
+
+func TestFiles(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: the files checks want root-owned paths")
+	}
+	dir := t.TempDir()
+	os.Chmod(dir, 0o755)
+	helper := filepath.Join(dir, "otpgate-helper")
+	os.WriteFile(helper, []byte("#!/bin/sh\n"), 0o755)
+	if got := problems(CheckHelper(helper)); !strings.Contains(got, "not setuid") {
+		t.Errorf("helper 0755: %s", got)
+	}
+	os.Chmod(helper, os.ModeSetuid|0o755)
+	if got := CheckHelper(helper); len(got) != 0 {
+		t.Errorf("helper 4755: %s", problems(got))
+	}
+	os.Chmod(helper, os.ModeSetuid|0o777)
+	if got := problems(CheckHelper(helper)); !strings.Contains(got, "someone other than root can replace it") {
+		t.Errorf("helper 4777: %s", got)
+	}
+	if got := problems(CheckHelper(filepath.Join(dir, "missing"))); !strings.Contains(got, "missing") {
+		t.Errorf("missing helper: %s", got)
+	}
+	store := filepath.Join(dir, "store")
+	os.MkdirAll(filepath.Join(store, "users"), 0o700)
+	os.WriteFile(filepath.Join(store, "users", "alice.toml"), []byte("x"), 0o644)
+	os.Chmod(store, 0o777)
+	got := problems(CheckStore(store))
+	for _, w := range []string{"others can write it", "mode 0644"} {
+		if !strings.Contains(got, w) {
+			t.Errorf("store findings lack %q:\n%s", w, got)
+		}
+	}
+}
+
+// TestRealSSHD runs the whole audit against a real sshd -T with a
+// throwaway sshd_config that uses the ForceCommand route for one group.
+func TestRealSSHD(t *testing.T) {
+	sshd, err := exec.LookPath("sshd")
+	if err != nil {
+		sshd = "/usr/sbin/sshd"
+	}
+	if _, err := os.Stat(sshd); err != nil || os.Geteuid() != 0 {
+		if os.Getenv("OTPGATE_REQUIRE_TOOLS") != "" && os.Geteuid() == 0 {
+			t.Fatal("sshd (openssh-server) is missing")
+		}
+		t.Skip("needs root and openssh-server")
+	}
+	os.MkdirAll("/run/sshd", 0o755)
+	dir := t.TempDir()
+	key := filepath.Join(dir, "hostkey")
+	if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key).CombinedOutput(); err != nil {
+		t.Fatalf("ssh-keygen: %v %s", err, out)
+	}
+	passwd := filepath.Join(dir, "passwd")
+	os.WriteFile(passwd, []byte("root:x:0:0:root:/root:/bin/bash\n"), 0o644)
+	conf := filepath.Join(dir, "sshd_config")
+	write := func(body string) {
+		if err := os.WriteFile(conf, []byte("HostKey "+key+"\nUsePAM yes\n"+body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	opts := Options{ConfigPath: filepath.Join(dir, "none.toml"), SSHD: sshd, SSHDConfig: conf, PAMDir: filepath.Join(dir, "pam.d"), Passwd: passwd, Group: "/etc/group"}
+
+	write("Match User root\n  ForceCommand /usr/bin/otpgate sshcheck\n")
+	r := Run(opts)
+	got := problems(r.Findings)
+	for _, w := range []string{"without DisableForwarding yes", "PermitUserRC is on", "root (sshd ForceCommand otpgate sshcheck) is not enrolled"} {
+		if !strings.Contains(got, w) {
+			t.Errorf("lacking the block: findings lack %q:\n%s", w, got)
+		}
+	}
+	write("Match User root\n  ForceCommand /usr/bin/otpgate sshcheck\n  DisableForwarding yes\n  PermitUserRC no\n")
+	r = Run(opts)
+	got = problems(r.Findings)
+	if strings.Contains(got, "DisableForwarding") || strings.Contains(got, "PermitUserRC") {
+		t.Errorf("with the block: %s", got)
+	}
+}

@@ -1,0 +1,190 @@
+package doctor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"time"
+
+	"github.com/otpgate/otpgate/internal/config"
+	"github.com/otpgate/otpgate/keystore"
+)
+
+// Options say where to look. Zero values mean the system's usual places.
+type Options struct {
+	ConfigPath string   // /etc/otpgate/config.toml
+	SSHD       string   // /usr/sbin/sshd; "none" skips the sshd checks
+	SSHDConfig string   // sshd's own default when empty
+	PAMDir     string   // /etc/pam.d
+	Helper     string   // the installed helper
+	Module     string   // the installed pam_otpgate.so; "" skips the check
+	Passwd     string   // /etc/passwd
+	Group      string   // /etc/group
+	Groups     []string // groups whose members must be enrolled
+	MaxUsers   int      // accounts checked with sshd -T -C; default 1000
+}
+
+// pamServices are the stacks doctor reads when they exist.
+var pamServices = []string{"sshd", "sudo", "sudo-i", "su", "su-l", "login"}
+
+// Run gathers the host's configuration and checks it.
+func Run(o Options) *Report {
+	def := func(s *string, v string) {
+		if *s == "" {
+			*s = v
+		}
+	}
+	def(&o.ConfigPath, config.DefaultPath)
+	def(&o.SSHD, "/usr/sbin/sshd")
+	def(&o.PAMDir, "/etc/pam.d")
+	def(&o.Passwd, "/etc/passwd")
+	def(&o.Group, "/etc/group")
+	if o.MaxUsers == 0 {
+		o.MaxUsers = 1000
+	}
+	r := &Report{}
+
+	cfg, err := config.Load(o.ConfigPath)
+	if err != nil {
+		r.add(Finding{Check: "config", Context: o.ConfigPath, Problem: err.Error() + "; every login through otpgate is denied until it is fixed", Fix: "correct the file (see contrib/config.toml)"})
+		cfg = config.Default()
+	}
+	r.note("config %s", o.ConfigPath)
+
+	// PAM stacks.
+	withOtpgate := map[string]bool{}
+	for _, svc := range pamServices {
+		stack, err := AuthStack(o.PAMDir, svc)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			r.add(Finding{Check: "pam", Context: filepath.Join(o.PAMDir, svc), Problem: err.Error(), Fix: "fix the stack"})
+			continue
+		}
+		withOtpgate[svc] = HasOtpgate(stack)
+		r.add(CheckPAM(svc, stack)...)
+		r.note("pam %s: pam_otpgate %s", svc, map[bool]string{true: "present", false: "absent"}[withOtpgate[svc]])
+	}
+
+	// Files.
+	if o.Helper != "" {
+		r.add(CheckHelper(o.Helper)...)
+		r.note("helper %s", o.Helper)
+	}
+	if o.Module != "" {
+		r.add(CheckModule(o.Module)...)
+		r.note("module %s", o.Module)
+	}
+	r.add(CheckStore(cfg.Store)...)
+	r.note("store %s", cfg.Store)
+
+	// sshd, as sshd itself resolves it: globally, then for each account
+	// that can log in (sshd evaluates its own Match blocks).
+	accounts, err := ReadPasswd(o.Passwd)
+	if err != nil {
+		r.add(Finding{Check: "users", Context: o.Passwd, Problem: err.Error(), Fix: "check the file"})
+	}
+	protected := map[string]string{} // user -> why
+	if o.SSHD != "none" {
+		r.checkSSHD(o, accounts, withOtpgate["sshd"], protected)
+	}
+	for _, g := range o.Groups {
+		members, err := GroupMembers(o.Group, accounts, g)
+		if err != nil {
+			r.add(Finding{Check: "users", Context: o.Group, Problem: err.Error(), Fix: "check the file"})
+			continue
+		}
+		for _, m := range members {
+			protected[m] = "in group " + g
+		}
+	}
+
+	// Protected users must be enrolled, or they cannot log in (or, with
+	// nullok, log in without a code).
+	store := keystore.New(cfg.Store)
+	names := make([]string, 0, len(protected))
+	for n := range protected {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		_, err := store.ReadUser(n)
+		switch {
+		case errors.Is(err, keystore.ErrNotEnrolled):
+			r.add(Finding{Check: "users", Context: n, Problem: fmt.Sprintf("%s (%s) is not enrolled: their logins are denied, or pass without a code under nullok", n, protected[n]), Fix: "otpgate enroll --user " + n})
+		case err != nil:
+			r.add(Finding{Check: "users", Context: n, Problem: err.Error(), Fix: "fix the file, or re-enroll the user"})
+		}
+	}
+	r.note("%d protected users checked for enrollment", len(names))
+	r.dedupe()
+	return r
+}
+
+func (r *Report) checkSSHD(o Options, accounts []Account, pamHas bool, protected map[string]string) {
+	args := []string{"-T"}
+	if o.SSHDConfig != "" {
+		args = append(args, "-f", o.SSHDConfig)
+	}
+	out, err := sshdT(o.SSHD, args)
+	if err != nil {
+		r.add(Finding{Check: "sshd", Context: o.SSHD + " -T", Problem: err.Error(), Fix: "run doctor as root, with sshd installed and its configuration valid (sshd -t)"})
+		return
+	}
+	global := ParseSSHDT(out)
+	r.add(CheckSSHD(global, "sshd -T", pamHas)...)
+	n := 0
+	for _, a := range accounts {
+		if !a.CanLogIn() {
+			continue
+		}
+		if n++; n > o.MaxUsers {
+			r.note("sshd: stopped after %d accounts", o.MaxUsers)
+			break
+		}
+		ctx := fmt.Sprintf("user=%s,host=localhost,addr=127.0.0.1", a.Name)
+		out, err := sshdT(o.SSHD, append(args, "-C", ctx))
+		if err != nil {
+			r.add(Finding{Check: "sshd", Context: "-C " + ctx, Problem: err.Error(), Fix: "check sshd_config's Match blocks (sshd -t)"})
+			continue
+		}
+		c := ParseSSHDT(out)
+		r.add(CheckSSHD(c, "-C "+ctx, pamHas)...)
+		switch {
+		case c.UsesSSHCheck():
+			protected[a.Name] = "sshd ForceCommand otpgate sshcheck"
+		case c.Get("usepam") == "yes" && pamHas && c.needsKbdInteractive():
+			protected[a.Name] = "sshd keyboard-interactive with pam_otpgate"
+		}
+	}
+	r.note("sshd: %s and %d accounts", o.SSHD, min(n, o.MaxUsers))
+}
+
+func sshdT(sshd string, args []string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, sshd, args...)
+	out, err := cmd.Output()
+	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) && len(ee.Stderr) > 0 {
+			return "", fmt.Errorf("%s %v: %s", sshd, args, firstLine(string(ee.Stderr)))
+		}
+		return "", fmt.Errorf("%s %v: %w", sshd, args, err)
+	}
+	return string(out), nil
+}
+
+func firstLine(s string) string {
+	for i, c := range s {
+		if c == '\n' {
+			return s[:i]
+		}
+	}
+	return s
+}
