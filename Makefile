@@ -5,14 +5,22 @@ CC      ?= cc
 PREFIX  ?= /usr/local
 DESTDIR ?=
 CFLAGS  ?= -O2 -g
-PAM_CFLAGS = -fPIC -Wall -Wextra -Werror -std=c99 -D_GNU_SOURCE $(CFLAGS)
+# Where make install puts the setuid helper; compiled into the module and
+# into otpgate, so that neither takes the path from anywhere at run time.
+HELPER  = $(PREFIX)/libexec/otpgate/otpgate-helper
+PAM_CFLAGS = -fPIC -Wall -Wextra -Werror -std=c99 -D_GNU_SOURCE -DOTPGATE_HELPER='"$(HELPER)"' $(CFLAGS)
 # The system's PAM module directory, multiarch-aware (Debian:
 # /usr/lib/x86_64-linux-gnu/security; elsewhere /usr/lib/security or
 # /lib/security). Override with PAMDIR=.
 PAMDIR  ?= $(shell for d in /usr/lib/$$(gcc -print-multiarch 2>/dev/null)/security /lib/$$(gcc -print-multiarch 2>/dev/null)/security /usr/lib64/security /usr/lib/security /lib/security; do [ -d "$$d" ] && { echo $$d; break; }; done)
-GOFLAGS_BUILD = -trimpath -ldflags='-s -w'
+GOFLAGS_BUILD = -trimpath -ldflags='-s -w -X github.com/otpgate/otpgate/internal/helper.InstalledPath=$(HELPER)'
+# root:root when installing as root; a packager's unprivileged DESTDIR
+# install leaves ownership to the packaging tool (fakeroot).
+OWNER   = $(shell [ "$$(id -u)" = 0 ] && echo "-o root -g root")
 
-.PHONY: demo all go pam test test-go test-deps bench install uninstall clean fmt vet
+FORCE:
+
+.PHONY: FORCE demo all go pam test test-go test-deps bench install uninstall clean fmt vet
 
 all: go $(if $(wildcard pam/pam_otpgate.c),pam)
 
@@ -21,8 +29,12 @@ go:
 
 pam: build/pam_otpgate.so
 
-build/pam_otpgate.so: $(wildcard pam/*.c pam/*.h pam/*.map)
+# The module is rebuilt when HELPER (PREFIX) changes, not only its sources.
+build/helper-path: FORCE
 	@mkdir -p build
+	@echo '$(HELPER)' | cmp -s - $@ || echo '$(HELPER)' > $@
+
+build/pam_otpgate.so: $(wildcard pam/*.c pam/*.h pam/*.map) build/helper-path
 	$(CC) $(PAM_CFLAGS) -shared -Wl,--version-script=pam/exports.map -o $@ pam/pam_otpgate.c -lpam
 
 # Installs what the tests need when run as root, then runs every test.
@@ -41,12 +53,18 @@ vet:
 fmt:
 	gofmt -w .
 
+# The module, otpgate, and the helper setuid root (self-service for normal
+# users). The module runs the helper only if it and every directory above
+# it are root-owned and not group- or world-writable.
 install: all
-	install -d $(DESTDIR)$(PREFIX)/bin
-	install -m 0755 bin/otpgate $(DESTDIR)$(PREFIX)/bin/otpgate
+	install -d $(OWNER) -m 0755 $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(dir $(HELPER)) $(DESTDIR)$(PAMDIR)
+	install $(OWNER) -m 0755 bin/otpgate $(DESTDIR)$(PREFIX)/bin/otpgate
+	install $(OWNER) -m 4755 bin/otpgate-helper $(DESTDIR)$(HELPER)
+	install $(OWNER) -m 0644 build/pam_otpgate.so $(DESTDIR)$(PAMDIR)/pam_otpgate.so
 
 uninstall:
-	rm -f $(DESTDIR)$(PREFIX)/bin/otpgate
+	rm -f $(DESTDIR)$(PREFIX)/bin/otpgate $(DESTDIR)$(HELPER) $(DESTDIR)$(PAMDIR)/pam_otpgate.so
+	-rmdir $(DESTDIR)$(dir $(HELPER)) 2>/dev/null
 
 clean:
 	rm -rf bin build

@@ -12,3 +12,6 @@ require (
 )
 
 require golang.org/x/tools v0.26.0 // indirect
+
+// Test-only: internal/pamtest drives the real libpam stack (cgo, libpam0g-dev).
+require github.com/msteinert/pam/v2 v2.1.0

@@ -98,6 +98,9 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	configGiven := false
 	fs.Visit(func(f *flag.Flag) { configGiven = configGiven || f.Name == "config" })
 	if os.Geteuid() != 0 && !configGiven {
+		if selfServiceCommands[name] {
+			return report(stderr, runSelfService(e, stdin, name, rest))
+		}
 		return report(stderr, withHint(deniedErr("otpgate %s needs root to reach the store in %s", name, config.DefaultStore),
 			"run it with sudo"))
 	}

@@ -1,0 +1,165 @@
+// Package helper is otpgate-helper, the one privileged code path of
+// otpgate: pam_otpgate.so and (when it is not root) the otpgate command
+// exec it with a socketpair on its standard input and output, send it one
+// request frame (see internal/protocol), and it answers with prompts,
+// messages and a verdict.
+//
+// The helper decides whom it serves by its real uid alone:
+//
+//   - real uid 0, trusted mode: exec'd by the PAM module (which makes a
+//     setuid-root host such as sudo wholly root first). The request's user
+//     and pam.d arguments, config= among them, count.
+//   - any other real uid, self mode: a normal user reached the helper
+//     through its setuid bit. It acts only for the account of that uid
+//     (looked up in /etc/passwd), always reads the default config, takes
+//     no path from the request, and offers status, verify, enroll and
+//     backup-codes. It never reveals a stored secret, never resets the
+//     failure count, and every code it checks counts against the lockout.
+//
+// Every wait is bounded: the helper gives up on an answer after its
+// timeout and denies. The process exits 0 only after it sent a verdict.
+package helper
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/otpgate/otpgate/internal/authlog"
+	"github.com/otpgate/otpgate/internal/protocol"
+)
+
+// Timeouts.
+const (
+	// DefaultTimeout is how long the helper waits for the request and for
+	// the answer to a prompt in trusted mode; the pam.d argument
+	// timeout=SECONDS changes it.
+	DefaultTimeout = 60 * time.Second
+	// SelfTimeout is that wait in self mode, where a person at a terminal
+	// may be scanning a QR code.
+	SelfTimeout = 5 * time.Minute
+	// MaxTimeout bounds timeout=SECONDS.
+	MaxTimeout = 600 * time.Second
+)
+
+// Options are the helper's fixed inputs, set by cmd/otpgate-helper; none
+// of them comes from the request.
+type Options struct {
+	RealUID    int              // syscall.Getuid(): 0 is trusted mode, anything else self mode
+	SelfConfig string           // the config read in self mode (config.DefaultPath)
+	Passwd     string           // the passwd file self mode looks the uid up in ("/etc/passwd")
+	Log        *authlog.Logger  // nil drops the log lines
+	Now        func() time.Time // nil means time.Now
+}
+
+// Run serves one request on c and returns the process exit status: 0
+// when a verdict was sent, 1 otherwise.
+func Run(c net.Conn, o Options) int {
+	s := &session{c: c, timeout: DefaultTimeout, log: o.Log}
+	f, err := s.read()
+	if err == nil && f.Type != protocol.TypeRequest {
+		err = fmt.Errorf("%w: %s frame before the request", protocol.ErrProtocol, f.Type)
+	}
+	var req protocol.Request
+	if err == nil {
+		req, err = protocol.DecodeRequest(f.Payload)
+	}
+	if err != nil {
+		o.Log.Notice("helper: reading the request: " + err.Error())
+		s.send(protocol.TypeResult, protocol.ResultAuthErr)
+		return 1
+	}
+	var verdict string
+	if o.RealUID == 0 {
+		verdict = trusted(s, req, o)
+	} else {
+		verdict = self(s, req, o)
+	}
+	if err := s.send(protocol.TypeResult, verdict); err != nil {
+		return 1
+	}
+	return 0
+}
+
+// ErrConvFailed is returned by ask when the client's conversation failed.
+var ErrConvFailed = errors.New("the conversation failed")
+
+// session is one connection with the client.
+type session struct {
+	c       net.Conn
+	timeout time.Duration
+	silent  bool
+	log     *authlog.Logger
+}
+
+func (s *session) read() (protocol.Frame, error) {
+	if err := s.c.SetReadDeadline(time.Now().Add(s.timeout)); err != nil {
+		return protocol.Frame{}, err
+	}
+	return protocol.ReadFrame(s.c)
+}
+
+func (s *session) send(t protocol.Type, payload string) error {
+	if err := s.c.SetWriteDeadline(time.Now().Add(s.timeout)); err != nil {
+		return err
+	}
+	return protocol.WriteFrame(s.c, protocol.Frame{Type: t, Payload: []byte(payload)})
+}
+
+// info and fail show a line to the person; a lost line is not an error.
+func (s *session) info(format string, args ...any) {
+	s.send(protocol.TypeInfo, fmt.Sprintf(format, args...))
+}
+
+func (s *session) fail(format string, args ...any) {
+	s.send(protocol.TypeError, fmt.Sprintf(format, args...))
+}
+
+// ask sends a prompt and returns the answer. The caller clears it after
+// use.
+func (s *session) ask(prompt string, echo bool) ([]byte, error) {
+	t := protocol.TypePromptEchoOff
+	if echo {
+		t = protocol.TypePromptEchoOn
+	}
+	if err := s.send(t, prompt); err != nil {
+		return nil, err
+	}
+	f, err := s.read()
+	if err != nil {
+		return nil, err
+	}
+	switch f.Type {
+	case protocol.TypeAnswer:
+		return f.Payload, nil
+	case protocol.TypeConvFailed:
+		return nil, ErrConvFailed
+	}
+	clear(f.Payload)
+	return nil, fmt.Errorf("%w: %s frame instead of an answer", protocol.ErrProtocol, f.Type)
+}
+
+// logLine writes one attempt line for outcomes verify.Verify does not log.
+func logLine(log *authlog.Logger, user, service, rhost, outcome, detail string) {
+	line := fmt.Sprintf("user=%s service=%s rhost=%s outcome=%s", user, dash(service), dash(rhost), outcome)
+	if detail != "" {
+		line += " " + detail
+	}
+	log.Notice(line)
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return strings.ReplaceAll(s, " ", "_")
+}
+
+func (o Options) now() time.Time {
+	if o.Now != nil {
+		return o.Now()
+	}
+	return time.Now()
+}

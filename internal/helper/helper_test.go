@@ -1,0 +1,539 @@
+package helper
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/otpgate/otpgate/internal/account"
+	"github.com/otpgate/otpgate/internal/config"
+	"github.com/otpgate/otpgate/internal/protocol"
+	"github.com/otpgate/otpgate/internal/totp"
+	"github.com/otpgate/otpgate/keystore"
+)
+
+// fixture is a store and a config in a temp dir.
+type fixture struct {
+	dir    string
+	config string
+	store  *keystore.Store
+	cfg    config.Config
+	now    time.Time
+}
+
+func newFixture(t *testing.T, extra string) *fixture {
+	t.Helper()
+	dir := t.TempDir()
+	f := &fixture{dir: dir, config: filepath.Join(dir, "config.toml"), now: time.Unix(1_800_000_000, 0)}
+	body := fmt.Sprintf("store = %q\n%s", filepath.Join(dir, "store"), extra)
+	if err := os.WriteFile(f.config, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(f.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.cfg = cfg
+	f.store = keystore.New(cfg.Store)
+	return f
+}
+
+func (f *fixture) mgr() *account.Manager {
+	return &account.Manager{Store: f.store, Config: f.cfg, Now: func() time.Time { return f.now }}
+}
+
+// enroll enrolls user and returns the secret and the backup codes.
+func (f *fixture) enroll(t *testing.T, user string) ([]byte, []string) {
+	t.Helper()
+	en, err := f.mgr().NewEnrollment(user)
+	if err != nil {
+		t.Fatal(err)
+	}
+	codes, err := f.mgr().Save(en, account.SaveOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return en.Secret, codes
+}
+
+// code returns the TOTP code of secret at the fixture's time plus d.
+func (f *fixture) code(t *testing.T, secret []byte, d time.Duration) string {
+	t.Helper()
+	c, err := totp.CodeAt(secret, uint64(totp.Step(f.now.Add(d), 30)), totp.Default)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// script is a UI that answers prompts from a list and records the rest.
+type script struct {
+	answers  []string
+	prompts  []string
+	messages []string
+	data     []Data
+	authtok  *string
+	fail     bool          // the conversation fails
+	delay    time.Duration // before each answer
+}
+
+func (s *script) Prompt(text string, echo bool) (string, error) {
+	s.prompts = append(s.prompts, text)
+	time.Sleep(s.delay)
+	if s.fail || len(s.answers) == 0 {
+		return "", errors.New("no answer")
+	}
+	a := s.answers[0]
+	s.answers = s.answers[1:]
+	return a, nil
+}
+
+func (s *script) Message(text string, isError bool) {
+	if isError {
+		text = "error: " + text
+	}
+	s.messages = append(s.messages, text)
+}
+
+func (s *script) Data(d Data) error {
+	s.data = append(s.data, d)
+	return nil
+}
+
+func (s *script) SetAuthtok(p string) error {
+	s.authtok = &p
+	return nil
+}
+
+func (s *script) said(sub string) bool {
+	for _, m := range s.messages {
+		if strings.Contains(m, sub) {
+			return true
+		}
+	}
+	return false
+}
+
+// run runs the helper in this process on one end of a socketpair and
+// converses with it on the other.
+func (f *fixture) run(t *testing.T, o Options, req protocol.Request, ui UI) (string, int) {
+	t.Helper()
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn := func(fd int) net.Conn {
+		file := os.NewFile(uintptr(fd), "sock")
+		defer file.Close()
+		c, err := net.FileConn(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	hc, cc := conn(fds[0]), conn(fds[1])
+	defer cc.Close()
+	if o.Now == nil {
+		o.Now = func() time.Time { return f.now }
+	}
+	exit := make(chan int, 1)
+	go func() {
+		defer hc.Close()
+		exit <- Run(hc, o)
+	}()
+	v, err := Converse(cc, req, ui, 20*time.Second)
+	if err != nil {
+		t.Fatalf("Converse: %v", err)
+	}
+	return v, <-exit
+}
+
+func (f *fixture) pam(t *testing.T, user string, ui UI, args ...string) string {
+	t.Helper()
+	req := protocol.Request{Op: protocol.OpAuthenticate, User: user, Service: "test",
+		Args: append([]string{"config=" + f.config}, args...)}
+	v, exit := f.run(t, Options{RealUID: 0}, req, ui)
+	if exit != 0 {
+		t.Fatalf("helper exit status %d after verdict %s", exit, v)
+	}
+	return v
+}
+
+func TestTrustedRightWrongReplay(t *testing.T) {
+	f := newFixture(t, "")
+	secret, _ := f.enroll(t, "alice")
+	good := f.code(t, secret, 0)
+	ui := &script{answers: []string{good}}
+	if v := f.pam(t, "alice", ui); v != protocol.ResultSuccess {
+		t.Fatalf("right code: %s", v)
+	}
+	if len(ui.prompts) != 1 || ui.prompts[0] != DefaultPrompt {
+		t.Fatalf("prompts %q", ui.prompts)
+	}
+	if v := f.pam(t, "alice", &script{answers: []string{good}}); v != protocol.ResultAuthErr {
+		t.Fatalf("replayed code: %s", v)
+	}
+	wrong := "000000"
+	if wrong == f.code(t, secret, 30*time.Second) {
+		wrong = "111111"
+	}
+	if v := f.pam(t, "alice", &script{answers: []string{wrong}}); v != protocol.ResultAuthErr {
+		t.Fatalf("wrong code: %s", v)
+	}
+	st, _ := f.store.ReadState("alice")
+	if st.Failures != 2 {
+		t.Fatalf("failures %d, want 2", st.Failures)
+	}
+}
+
+func TestTrustedLockout(t *testing.T) {
+	f := newFixture(t, "[lockout]\nmax_failures = 2\n")
+	secret, _ := f.enroll(t, "alice")
+	if v := f.pam(t, "alice", &script{answers: []string{"x"}}); v != protocol.ResultAuthErr {
+		t.Fatalf("first wrong: %s", v)
+	}
+	ui := &script{answers: []string{"y"}}
+	if v := f.pam(t, "alice", ui); v != protocol.ResultMaxTries {
+		t.Fatalf("second wrong: %s", v)
+	}
+	if !ui.said("locked until") {
+		t.Fatalf("no lock message: %q", ui.messages)
+	}
+	ui = &script{answers: []string{f.code(t, secret, 0)}}
+	if v := f.pam(t, "alice", ui); v != protocol.ResultMaxTries {
+		t.Fatalf("right code while locked: %s", v)
+	}
+	if !ui.said("try again after") {
+		t.Fatalf("no lock message: %q", ui.messages)
+	}
+}
+
+func TestTrustedBackupCode(t *testing.T) {
+	f := newFixture(t, "[backup_codes]\ncount = 3\n")
+	_, codes := f.enroll(t, "alice")
+	ui := &script{answers: []string{strings.ToLower(codes[1])}}
+	if v := f.pam(t, "alice", ui); v != protocol.ResultSuccess {
+		t.Fatalf("backup code: %s", v)
+	}
+	if !ui.said("2 backup codes left") {
+		t.Fatalf("messages %q", ui.messages)
+	}
+	if v := f.pam(t, "alice", &script{answers: []string{codes[1]}}); v != protocol.ResultAuthErr {
+		t.Fatalf("used backup code again: %s", v)
+	}
+}
+
+func TestTrustedNotEnrolled(t *testing.T) {
+	f := newFixture(t, "")
+	ui := &script{}
+	if v := f.pam(t, "bob", ui, "nullok"); v != protocol.ResultIgnore {
+		t.Fatalf("nullok: %s", v)
+	}
+	if len(ui.prompts)+len(ui.messages) != 0 {
+		t.Fatalf("nullok talked: %q %q", ui.prompts, ui.messages)
+	}
+	ui = &script{}
+	if v := f.pam(t, "bob", ui); v != protocol.ResultAuthErr {
+		t.Fatalf("no nullok: %s", v)
+	}
+	if !ui.said("no verification code is set up for this account; ask an administrator") {
+		t.Fatalf("messages %q", ui.messages)
+	}
+	for _, bad := range []string{"", ".hidden", "a/b", "x\ny", strings.Repeat("a", 65)} {
+		if v := f.pam(t, bad, &script{}, "nullok"); v != protocol.ResultAuthErr {
+			t.Fatalf("invalid user %q with nullok: %s", bad, v)
+		}
+	}
+}
+
+func TestTrustedConversationFailure(t *testing.T) {
+	f := newFixture(t, "")
+	f.enroll(t, "alice")
+	if v := f.pam(t, "alice", &script{fail: true}); v != protocol.ResultAuthErr {
+		t.Fatalf("conversation failure: %s", v)
+	}
+}
+
+func TestTrustedPromptTimeout(t *testing.T) {
+	f := newFixture(t, "")
+	secret, _ := f.enroll(t, "alice")
+	start := time.Now()
+	ui := &script{answers: []string{f.code(t, secret, 0)}, delay: 1500 * time.Millisecond}
+	if v := f.pam(t, "alice", ui, "timeout=1"); v != protocol.ResultAuthErr {
+		t.Fatalf("late answer: %s", v)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("took %v", d)
+	}
+}
+
+func TestTrustedBadSetup(t *testing.T) {
+	f := newFixture(t, "")
+	f.enroll(t, "alice")
+	for _, args := range [][]string{{"nulok"}, {"timeout=0"}, {"timeout=601"}, {"config=relative.toml"}, {"prompt"}} {
+		if v := f.pam(t, "alice", &script{}, args...); v != protocol.ResultServiceErr {
+			t.Errorf("args %q: %s", args, v)
+		}
+	}
+	// A broken config denies.
+	if err := os.WriteFile(f.config, []byte("digits = 7\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if v := f.pam(t, "alice", &script{answers: []string{"123456"}}, "nullok"); v != protocol.ResultAuthErr {
+		t.Errorf("bad config: %s", v)
+	}
+	// Only the PAM module's operation in trusted mode.
+	v, _ := f.run(t, Options{RealUID: 0}, protocol.Request{Op: protocol.OpStatus, User: "alice"}, &script{})
+	if v != protocol.ResultServiceErr {
+		t.Errorf("status in trusted mode: %s", v)
+	}
+}
+
+func TestTrustedPromptArg(t *testing.T) {
+	f := newFixture(t, "")
+	secret, _ := f.enroll(t, "alice")
+	ui := &script{answers: []string{f.code(t, secret, 0)}}
+	if v := f.pam(t, "alice", ui, "prompt=OTP: "); v != protocol.ResultSuccess || ui.prompts[0] != "OTP: " {
+		t.Fatalf("verdict %s, prompts %q", v, ui.prompts)
+	}
+}
+
+func TestForwardPass(t *testing.T) {
+	f := newFixture(t, "")
+	secret, codes := f.enroll(t, "alice")
+	ui := &script{answers: []string{"hunter 2" + f.code(t, secret, 0)}}
+	if v := f.pam(t, "alice", ui, "forward_pass"); v != protocol.ResultSuccess {
+		t.Fatalf("password+code: %s", v)
+	}
+	if ui.prompts[0] != ForwardPassPrompt || ui.authtok == nil || *ui.authtok != "hunter 2" {
+		t.Fatalf("prompts %q, authtok %v", ui.prompts, ui.authtok)
+	}
+	ui = &script{answers: []string{"pw " + codes[0]}}
+	if v := f.pam(t, "alice", ui, "forward_pass"); v != protocol.ResultSuccess || *ui.authtok != "pw" {
+		t.Fatalf("password+backup code: %s", v)
+	}
+	ui = &script{answers: []string{"nocode"}}
+	if v := f.pam(t, "alice", ui, "forward_pass"); v != protocol.ResultAuthErr || ui.authtok != nil {
+		t.Fatalf("no code: %s, authtok %v", v, ui.authtok)
+	}
+}
+
+func TestSplitPass(t *testing.T) {
+	for _, c := range []struct {
+		in, pass, code string
+		digits         int
+		ok             bool
+	}{
+		{"secret123456", "secret", "123456", 6, true},
+		{"123456", "", "123456", 6, true},
+		{"pw12345678", "pw", "12345678", 8, true},
+		{"my pass123456", "my pass", "123456", 6, true}, // not a backup code: no dash
+		{"my pass ABCDE-FGHJK", "my pass", "ABCDE-FGHJK", 6, true},
+		{"pw 01234-56789", "pw", "01234-56789", 6, true},
+		{"pw12345", "", "", 6, false},
+		{"pw", "", "", 6, false},
+		{"pw 1234a", "", "", 6, false},
+	} {
+		pass, code, ok := splitPass(c.in, c.digits)
+		if pass != c.pass || code != c.code || ok != c.ok {
+			t.Errorf("splitPass(%q, %d) = %q, %q, %v", c.in, c.digits, pass, code, ok)
+		}
+	}
+}
+
+// selfFixture is a fixture plus a passwd file naming uid 4242 "carol".
+func selfFixture(t *testing.T, extra string) (*fixture, Options) {
+	f := newFixture(t, extra)
+	passwd := filepath.Join(f.dir, "passwd")
+	os.WriteFile(passwd, []byte("root:x:0:0::/root:/bin/sh\n+nis:x:4242:1::/:\ncarol:x:4242:4242::/home/carol:/bin/sh\n"), 0o644)
+	return f, Options{RealUID: 4242, SelfConfig: f.config, Passwd: passwd}
+}
+
+func (f *fixture) self(t *testing.T, o Options, req protocol.Request, ui UI) string {
+	t.Helper()
+	v, exit := f.run(t, o, req, ui)
+	if exit != 0 {
+		t.Fatalf("helper exit status %d after verdict %s", exit, v)
+	}
+	return v
+}
+
+func TestSelfEnrollAndStatus(t *testing.T) {
+	f, o := selfFixture(t, "")
+	ui := &script{}
+	if v := f.self(t, o, protocol.Request{Op: protocol.OpStatus}, ui); v != protocol.ResultSuccess {
+		t.Fatalf("status: %s %q", v, ui.messages)
+	}
+	if len(ui.data) != 1 || ui.data[0].Status == nil || ui.data[0].Status.Enrolled || ui.data[0].User != "carol" {
+		t.Fatalf("status data %+v", ui.data)
+	}
+
+	// Enroll: the secret comes first, then a code of it is asked for.
+	var secret []byte
+	en := &promptFunc{script: &script{}, answer: func(p string) string {
+		if secret == nil {
+			t.Fatalf("prompt %q before the secret", p)
+		}
+		return f.code(t, secret, 0)
+	}}
+	en.onData = func(d Data) {
+		if d.Secret != "" {
+			secret, _ = keystore.DecodeSecret(d.Secret)
+		}
+	}
+	if v := f.self(t, o, protocol.Request{Op: protocol.OpEnroll}, en); v != protocol.ResultSuccess {
+		t.Fatalf("enroll: %s %q", v, en.messages)
+	}
+	if d := en.data; len(d) != 2 || !strings.HasPrefix(d[0].URI, "otpauth://totp/") || len(d[1].BackupCodes) != 10 {
+		t.Fatalf("enroll data %+v", d)
+	}
+	u, err := f.store.ReadUser("carol")
+	if err != nil || string(u.Secret) != string(secret) {
+		t.Fatalf("stored secret differs from the one shown: %v", err)
+	}
+
+	// Re-enrolling needs a code of the current secret; a wrong one counts.
+	ui2 := &script{answers: []string{"000000"}}
+	if f.code(t, secret, 30*time.Second) == "000000" {
+		ui2.answers[0] = "111111"
+	}
+	if v := f.self(t, o, protocol.Request{Op: protocol.OpEnroll}, ui2); v != protocol.ResultAuthErr {
+		t.Fatalf("re-enroll with a wrong code: %s", v)
+	}
+	if len(ui2.data) != 0 {
+		t.Fatalf("re-enroll without the code showed data %+v", ui2.data)
+	}
+	st, _ := f.store.ReadState("carol")
+	if st.Failures != 1 {
+		t.Fatalf("failures %d after a wrong code, want 1", st.Failures)
+	}
+	// The code that confirmed the enrollment is used: the next one works.
+	old := secret
+	secret = nil
+	next := f.code(t, old, 30*time.Second)
+	ui3 := &promptFunc{script: &script{}, answer: func(p string) string {
+		if secret == nil {
+			return next
+		}
+		return f.code(t, secret, 0)
+	}}
+	ui3.onData = func(d Data) {
+		if d.Secret != "" {
+			secret, _ = keystore.DecodeSecret(d.Secret)
+		}
+	}
+	if v := f.self(t, o, protocol.Request{Op: protocol.OpEnroll}, ui3); v != protocol.ResultSuccess {
+		t.Fatalf("re-enroll: %s %q", v, ui3.messages)
+	}
+	if string(secret) == string(old) {
+		t.Fatal("re-enroll kept the old secret")
+	}
+	st, _ = f.store.ReadState("carol")
+	if st.Failures != 0 {
+		t.Fatalf("failures %d after a right code, want 0", st.Failures)
+	}
+}
+
+// promptFunc is a script whose answers are computed.
+type promptFunc struct {
+	*script
+	answer func(prompt string) string
+	onData func(Data)
+}
+
+func (p *promptFunc) Prompt(text string, echo bool) (string, error) {
+	p.prompts = append(p.prompts, text)
+	return p.answer(text), nil
+}
+
+func (p *promptFunc) Data(d Data) error {
+	if p.onData != nil {
+		p.onData(d)
+	}
+	return p.script.Data(d)
+}
+
+func TestSelfBackupCodesAndVerify(t *testing.T) {
+	f, o := selfFixture(t, "")
+	secret, old := f.enroll(t, "carol")
+	if v := f.self(t, o, protocol.Request{Op: protocol.OpBackupCodes}, &script{answers: []string{"nope"}}); v != protocol.ResultAuthErr {
+		t.Fatalf("backup-codes with a wrong code: %s", v)
+	}
+	ui := &script{answers: []string{f.code(t, secret, 0)}}
+	if v := f.self(t, o, protocol.Request{Op: protocol.OpBackupCodes}, ui); v != protocol.ResultSuccess {
+		t.Fatalf("backup-codes: %s %q", v, ui.messages)
+	}
+	if len(ui.data) != 1 || len(ui.data[0].BackupCodes) != 10 || ui.data[0].BackupCodes[0] == old[0] {
+		t.Fatalf("data %+v", ui.data)
+	}
+	if v := f.self(t, o, protocol.Request{Op: protocol.OpVerify}, &script{answers: []string{old[0]}}); v != protocol.ResultAuthErr {
+		t.Fatalf("old backup code after a new set: %s", v)
+	}
+	if v := f.self(t, o, protocol.Request{Op: protocol.OpVerify}, &script{answers: []string{ui.data[0].BackupCodes[0]}}); v != protocol.ResultSuccess {
+		t.Fatalf("new backup code: %s", v)
+	}
+}
+
+func TestSelfRefuses(t *testing.T) {
+	f, o := selfFixture(t, "")
+	f.enroll(t, "alice")
+	for name, c := range map[string]struct {
+		req  protocol.Request
+		want string
+	}{
+		"another user":   {protocol.Request{Op: protocol.OpStatus, User: "alice"}, protocol.ResultAuthErr},
+		"config arg":     {protocol.Request{Op: protocol.OpStatus, Args: []string{"config=/tmp/x.toml"}}, protocol.ResultServiceErr},
+		"nullok arg":     {protocol.Request{Op: protocol.OpVerify, Args: []string{"nullok"}}, protocol.ResultServiceErr},
+		"authenticate":   {protocol.Request{Op: protocol.OpAuthenticate, User: "carol"}, protocol.ResultServiceErr},
+		"not enrolled":   {protocol.Request{Op: protocol.OpVerify}, protocol.ResultAuthErr},
+		"no backup left": {protocol.Request{Op: protocol.OpBackupCodes}, protocol.ResultAuthErr},
+	} {
+		ui := &script{answers: []string{"123456"}}
+		if v := f.self(t, o, c.req, ui); v != c.want {
+			t.Errorf("%s: %s, want %s (%q)", name, v, c.want, ui.messages)
+		}
+	}
+	// A uid that is not in the passwd file gets nothing.
+	o.RealUID = 4343
+	if v := f.self(t, o, protocol.Request{Op: protocol.OpStatus}, &script{}); v != protocol.ResultAuthErr {
+		t.Errorf("unknown uid: %s", v)
+	}
+}
+
+func TestBadRequest(t *testing.T) {
+	f := newFixture(t, "")
+	fds, _ := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	hf, cf := os.NewFile(uintptr(fds[0]), "h"), os.NewFile(uintptr(fds[1]), "c")
+	hc, _ := net.FileConn(hf)
+	cc, _ := net.FileConn(cf)
+	hf.Close()
+	cf.Close()
+	defer cc.Close()
+	exit := make(chan int, 1)
+	go func() { exit <- Run(hc, Options{Now: func() time.Time { return f.now }}); hc.Close() }()
+	protocol.WriteFrame(cc, protocol.Frame{Type: protocol.TypeAnswer, Payload: []byte("123456")})
+	fr, err := protocol.ReadFrame(cc)
+	if err != nil || fr.Type != protocol.TypeResult || string(fr.Payload) != protocol.ResultAuthErr {
+		t.Fatalf("answer before request: %v %v %q", err, fr.Type, fr.Payload)
+	}
+	if e := <-exit; e != 1 {
+		t.Fatalf("exit %d", e)
+	}
+}
+
+func TestLookupUID(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "passwd")
+	os.WriteFile(p, []byte("root:x:0:0::/root:/bin/sh\nbroken\n+:x:1000:::\nalice:x:1000:1000::/:/bin/sh\nalias:x:1000:1000::/:/bin/sh\n"), 0o644)
+	if n, err := lookupUID(p, 1000); err != nil || n != "alice" {
+		t.Fatalf("1000: %q %v", n, err)
+	}
+	if _, err := lookupUID(p, 1001); err == nil {
+		t.Fatal("1001 found")
+	}
+}

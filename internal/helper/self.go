@@ -1,0 +1,229 @@
+package helper
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/otpgate/otpgate/internal/account"
+	"github.com/otpgate/otpgate/internal/config"
+	"github.com/otpgate/otpgate/internal/protocol"
+	"github.com/otpgate/otpgate/internal/totp"
+	"github.com/otpgate/otpgate/internal/verify"
+	"github.com/otpgate/otpgate/keystore"
+)
+
+// Data is the payload of a Data frame in self mode, a JSON object; each
+// operation fills the fields it has.
+type Data struct {
+	User        string          `json:"user,omitempty"`
+	URI         string          `json:"uri,omitempty"`    // enroll: the new secret's otpauth:// URI
+	Secret      string          `json:"secret,omitempty"` // enroll: the new secret, base32; never a stored one
+	Digits      int             `json:"digits,omitempty"`
+	BackupCodes []string        `json:"backup_codes,omitempty"`
+	Status      *account.Status `json:"status,omitempty"`
+	MaxFailures int             `json:"max_failures,omitempty"`
+}
+
+// ArgNoConfirm is the one argument self mode takes: enroll without asking
+// for a code of the new secret.
+const ArgNoConfirm = "no-confirm"
+
+// confirmTries is how many codes of a new secret enroll asks for.
+const confirmTries = 3
+
+// self serves a normal user, for their own account only.
+func self(s *session, req protocol.Request, o Options) string {
+	s.timeout = SelfTimeout
+	name, err := lookupUID(o.Passwd, o.RealUID)
+	if err != nil {
+		s.fail("cannot find your account (uid %d) in %s: %v", o.RealUID, o.Passwd, err)
+		return protocol.ResultAuthErr
+	}
+	if keystore.ValidUser(name) != nil || (req.User != "" && req.User != name) {
+		s.fail("otpgate-helper acts only for your own account, %s; ask an administrator for another", name)
+		logLine(o.Log, name, "self", "", "refused", "reason=other-user")
+		return protocol.ResultAuthErr
+	}
+	noConfirm := false
+	for _, a := range req.Args {
+		if a != ArgNoConfirm || req.Op != protocol.OpEnroll {
+			s.fail("argument %q is not accepted here", a)
+			return protocol.ResultServiceErr
+		}
+		noConfirm = true
+	}
+	cfg, err := config.Load(o.SelfConfig)
+	if err != nil {
+		s.fail("%v", err)
+		logLine(o.Log, name, "self", "", "error", fmt.Sprintf("reason=config-error error=%q", err.Error()))
+		return protocol.ResultAuthErr
+	}
+	x := &selfOp{s: s, o: o, user: name, cfg: cfg, store: keystore.New(cfg.Store),
+		service: selfService(req.Service)}
+	x.mgr = &account.Manager{Store: x.store, Config: cfg, Now: o.Now}
+	switch req.Op {
+	case protocol.OpStatus:
+		return x.status()
+	case protocol.OpVerify:
+		return x.verify("Verification code: ")
+	case protocol.OpEnroll:
+		return x.enroll(noConfirm)
+	case protocol.OpBackupCodes:
+		return x.backupCodes()
+	}
+	s.fail("operation %q is for the PAM module only", req.Op)
+	return protocol.ResultServiceErr
+}
+
+type selfOp struct {
+	s       *session
+	o       Options
+	user    string
+	cfg     config.Config
+	store   *keystore.Store
+	mgr     *account.Manager
+	service string // for log lines: "self-" and what the client called itself
+}
+
+func (x *selfOp) data(d Data) error {
+	d.User = x.user
+	b, err := json.Marshal(d)
+	if err != nil {
+		return err
+	}
+	return x.s.send(protocol.TypeData, string(b))
+}
+
+func (x *selfOp) storeError(err error) string {
+	x.s.fail("%v", err)
+	logLine(x.o.Log, x.user, x.service, "", "error", fmt.Sprintf("reason=store-error error=%q", err.Error()))
+	return protocol.ResultAuthErr
+}
+
+func (x *selfOp) status() string {
+	st, err := x.mgr.Status(x.user)
+	if err != nil {
+		return x.storeError(err)
+	}
+	if x.data(Data{Status: &st, MaxFailures: x.cfg.MaxFailures}) != nil {
+		return protocol.ResultAuthErr
+	}
+	return protocol.ResultSuccess
+}
+
+// verify asks for a code of the stored secret (or a backup code) and
+// checks it exactly as a login does: it counts against the lockout and
+// each code works once.
+func (x *selfOp) verify(prompt string) string {
+	answer, err := x.s.ask(prompt, false)
+	defer clear(answer)
+	if err != nil {
+		logLine(x.o.Log, x.user, x.service, "", "denied", fmt.Sprintf("reason=no-answer error=%q", err.Error()))
+		return protocol.ResultAuthErr
+	}
+	v := verify.Verifier{Store: x.store, Config: x.cfg, Log: x.o.Log, Now: x.o.Now}
+	r := v.Verify(verify.Request{User: x.user, Code: string(answer), Service: x.service})
+	return verdict(x.s, r, func() string {
+		x.s.fail("%s is not enrolled; run otpgate enroll", x.user)
+		return protocol.ResultAuthErr
+	})
+}
+
+// enroll makes a new secret, shows it, asks for a code of it and saves it
+// with new backup codes. Over an existing secret, a current code of the
+// old one comes first.
+func (x *selfOp) enroll(noConfirm bool) string {
+	_, err := x.store.ReadUser(x.user)
+	enrolled := err == nil
+	if err != nil && !errors.Is(err, keystore.ErrNotEnrolled) {
+		return x.storeError(err)
+	}
+	if enrolled {
+		x.s.info("%s is enrolled already: a code of the current secret is needed to replace it", x.user)
+		if v := x.verify("Current verification code: "); v != protocol.ResultSuccess {
+			x.s.fail("the secret was not replaced")
+			return v
+		}
+	}
+	en, err := x.mgr.NewEnrollment(x.user)
+	if err != nil {
+		return x.storeError(err)
+	}
+	defer clear(en.Secret)
+	if x.data(Data{URI: en.URI, Secret: totp.EncodeSecret(en.Secret), Digits: en.Params.Digits}) != nil {
+		return protocol.ResultAuthErr
+	}
+	opts := account.SaveOptions{Replace: enrolled}
+	if !noConfirm {
+		code, ok := x.confirm(en)
+		if !ok {
+			return protocol.ResultAuthErr
+		}
+		opts.Confirm = code
+	}
+	codes, err := x.mgr.Save(en, opts)
+	if errors.Is(err, account.ErrEnrolled) {
+		x.s.fail("%s was enrolled meanwhile; nothing was changed", x.user)
+		return protocol.ResultAuthErr
+	}
+	if err != nil {
+		return x.storeError(fmt.Errorf("%w; nothing was saved", err))
+	}
+	x.o.Log.Info(fmt.Sprintf("user=%s action=enroll by=self", x.user))
+	if x.data(Data{BackupCodes: codes}) != nil {
+		return protocol.ResultAuthErr
+	}
+	return protocol.ResultSuccess
+}
+
+// confirm asks for a code of the new secret until one matches.
+func (x *selfOp) confirm(en *account.Enrollment) (string, bool) {
+	for try := 1; try <= confirmTries; try++ {
+		answer, err := x.s.ask(fmt.Sprintf("Enter the %d-digit code the app shows: ", en.Params.Digits), true)
+		if err != nil {
+			x.s.fail("no code was entered; nothing was saved")
+			return "", false
+		}
+		code := strings.TrimSpace(string(answer))
+		clear(answer)
+		if _, ok := x.mgr.CheckCode(en, code); ok {
+			return code, true
+		}
+		x.s.info("That code does not match. Check the app's clock and the entry you scanned.")
+	}
+	x.s.fail("no matching code after %d tries; nothing was saved", confirmTries)
+	return "", false
+}
+
+// backupCodes replaces the backup codes after a current code.
+func (x *selfOp) backupCodes() string {
+	if _, err := x.store.ReadUser(x.user); errors.Is(err, keystore.ErrNotEnrolled) {
+		x.s.fail("%s is not enrolled; run otpgate enroll first", x.user)
+		return protocol.ResultAuthErr
+	} else if err != nil {
+		return x.storeError(err)
+	}
+	if v := x.verify("Verification code: "); v != protocol.ResultSuccess {
+		return v
+	}
+	codes, err := x.mgr.NewBackupCodes(x.user)
+	if err != nil {
+		return x.storeError(err)
+	}
+	x.o.Log.Info(fmt.Sprintf("user=%s action=backup-codes by=self", x.user))
+	if x.data(Data{BackupCodes: codes}) != nil {
+		return protocol.ResultAuthErr
+	}
+	return protocol.ResultSuccess
+}
+
+// selfService names a self-mode request in log lines: "self", or "self-"
+// and what the client called itself (at most 32 bytes of it).
+func selfService(s string) string {
+	if s == "" {
+		return "self"
+	}
+	return "self-" + dash(s[:min(len(s), 32)])
+}

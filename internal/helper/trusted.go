@@ -1,0 +1,151 @@
+package helper
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/otpgate/otpgate/internal/backupcode"
+	"github.com/otpgate/otpgate/internal/config"
+	"github.com/otpgate/otpgate/internal/protocol"
+	"github.com/otpgate/otpgate/internal/verify"
+	"github.com/otpgate/otpgate/keystore"
+)
+
+// Prompts and messages of trusted mode.
+const (
+	DefaultPrompt     = "Verification code: "
+	ForwardPassPrompt = "Password & verification code: "
+	notEnrolledMsg    = "no verification code is set up for this account; ask an administrator"
+)
+
+// backupWarn is the number of backup codes left at or under which a login
+// with a backup code says how many are left.
+const backupWarn = 3
+
+// trusted serves the PAM module: one prompt, one verdict.
+func trusted(s *session, req protocol.Request, o Options) string {
+	s.silent = req.Silent
+	if req.Op != protocol.OpAuthenticate {
+		o.Log.Notice(fmt.Sprintf("helper: operation %q is not one the PAM module asks for; denying", req.Op))
+		return protocol.ResultServiceErr
+	}
+	a, err := parseArgs(req.Args)
+	if err != nil {
+		o.Log.Notice("helper: pam.d arguments: " + err.Error() + "; denying")
+		return protocol.ResultServiceErr
+	}
+	s.timeout = a.timeout
+	user := req.User
+	if keystore.ValidUser(user) != nil {
+		// Never log it: a mistyped user name is often a password.
+		logLine(o.Log, "(invalid)", req.Service, req.RHost, "denied", "reason=invalid-user")
+		return protocol.ResultAuthErr
+	}
+	path := a.config
+	if path == "" {
+		path = config.DefaultPath
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		logLine(o.Log, user, req.Service, req.RHost, "error", fmt.Sprintf("reason=config-error error=%q", err.Error()))
+		return protocol.ResultAuthErr
+	}
+	store := keystore.New(cfg.Store)
+	u, err := store.ReadUser(user)
+	if errors.Is(err, keystore.ErrNotEnrolled) {
+		return notEnrolled(s, req, a, o)
+	}
+	if err != nil {
+		logLine(o.Log, user, req.Service, req.RHost, "error", fmt.Sprintf("reason=store-error error=%q", err.Error()))
+		return protocol.ResultAuthErr
+	}
+
+	prompt := a.prompt
+	switch {
+	case prompt != "":
+	case a.forwardPass:
+		prompt = ForwardPassPrompt
+	default:
+		prompt = DefaultPrompt
+	}
+	answer, err := s.ask(prompt, false)
+	defer clear(answer)
+	if err != nil {
+		logLine(o.Log, user, req.Service, req.RHost, "denied", fmt.Sprintf("reason=no-answer error=%q", err.Error()))
+		return protocol.ResultAuthErr
+	}
+	code := string(answer)
+	if a.forwardPass {
+		pass, c, ok := splitPass(code, u.Params.Digits)
+		code = c // "" when it cannot be split: a wrong code, counted as such
+		if ok {
+			if err := s.send(protocol.TypeSetAuthtok, pass); err != nil {
+				return protocol.ResultAuthErr
+			}
+		}
+	}
+	v := verify.Verifier{Store: store, Config: cfg, Log: o.Log, Now: o.Now, LockWait: min(a.timeout, verify.DefaultLockWait)}
+	r := v.Verify(verify.Request{User: user, Code: code, Service: req.Service, RHost: req.RHost})
+	return verdict(s, r, func() string { return notEnrolled(s, req, a, o) })
+}
+
+// verdict turns a verification result into a verdict, telling the person
+// what helps: a lock and until when, the backup codes running out.
+func verdict(s *session, r verify.Result, notEnrolled func() string) string {
+	switch r.Outcome {
+	case verify.Accepted:
+		if r.Method == "backup" && r.BackupLeft <= backupWarn {
+			s.info("%d backup codes left; run otpgate backup-codes for a new set", r.BackupLeft)
+		}
+		return protocol.ResultSuccess
+	case verify.Locked:
+		s.fail("too many wrong codes; try again after %s", r.LockedUntil.Local().Format(time.DateTime))
+		return protocol.ResultMaxTries
+	case verify.Denied:
+		if !r.LockedUntil.IsZero() {
+			s.fail("too many wrong codes; locked until %s", r.LockedUntil.Local().Format(time.DateTime))
+			return protocol.ResultMaxTries
+		}
+		return protocol.ResultAuthErr
+	case verify.NotEnrolled:
+		return notEnrolled()
+	}
+	return protocol.ResultAuthErr
+}
+
+// notEnrolled answers for a user without a secret: PAM_IGNORE when the
+// administrator asked for it with nullok, else a denial that says why.
+func notEnrolled(s *session, req protocol.Request, a pamArgs, o Options) string {
+	if a.nullok {
+		logLine(o.Log, req.User, req.Service, req.RHost, "not-enrolled", "reason=nullok")
+		return protocol.ResultIgnore
+	}
+	logLine(o.Log, req.User, req.Service, req.RHost, "denied", "reason=not-enrolled")
+	s.fail("%s", notEnrolledMsg)
+	return protocol.ResultAuthErr
+}
+
+// splitPass splits forward_pass input into the password and the code: a
+// TOTP code of digits digits typed right after the password, or a backup
+// code in its printed form XXXXX-XXXXX after a space (the dash tells it
+// apart from a password that ends in letters and digits).
+func splitPass(in string, digits int) (pass, code string, ok bool) {
+	if i := strings.LastIndexByte(in, ' '); i >= 0 {
+		last := in[i+1:]
+		if len(last) == backupcode.Length+1 && last[backupcode.Length/2] == '-' {
+			if _, ok := backupcode.Normalize(last); ok {
+				return in[:i], last, true
+			}
+		}
+	}
+	if len(in) < digits {
+		return "", "", false
+	}
+	tail := in[len(in)-digits:]
+	if strings.Trim(tail, "0123456789") != "" {
+		return "", "", false
+	}
+	return in[:len(in)-digits], tail, true
+}

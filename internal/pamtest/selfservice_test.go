@@ -1,0 +1,317 @@
+package pamtest
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/otpgate/otpgate/internal/config"
+	"github.com/otpgate/otpgate/internal/helper"
+	"github.com/otpgate/otpgate/internal/protocol"
+	"github.com/otpgate/otpgate/keystore"
+)
+
+const nobody = 65534
+
+// selfSetup builds a setuid-root helper whose self mode reads a test
+// config, and an otpgate that execs that helper, in a directory nobody
+// can enter; it returns their paths and the store.
+func selfSetup(t *testing.T) (helperBin, otpgateBin string, store *keystore.Store) {
+	t.Helper()
+	needRoot(t)
+	dir, err := os.MkdirTemp(buildDir, "self-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cfgPath := filepath.Join(dir, "config.toml")
+	storeDir := filepath.Join(dir, "store")
+	if err := os.WriteFile(cfgPath, []byte(fmt.Sprintf("store = %q\n", storeDir)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	helperBin = filepath.Join(dir, "otpgate-helper")
+	if err := buildGo(helperBin, "./cmd/otpgate-helper", "-X main.selfConfig="+cfgPath); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(helperBin, 0o755|os.ModeSetuid); err != nil {
+		t.Fatal(err)
+	}
+	otpgateBin = filepath.Join(dir, "otpgate")
+	if err := buildGo(otpgateBin, "./cmd/otpgate", "-X github.com/otpgate/otpgate/internal/helper.InstalledPath="+helperBin); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return helperBin, otpgateBin, keystore.New(cfg.Store)
+}
+
+// asNobody returns a command that runs as uid and gid 65534 ("nobody").
+func asNobody(name string, args ...string) *exec.Cmd {
+	cmd := exec.Command(name, args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
+	cmd.Env = []string{"PATH=/usr/bin:/bin", "HOME=/nonexistent"}
+	cmd.Dir = "/"
+	return cmd
+}
+
+func nobodyName(t *testing.T) string {
+	b, err := os.ReadFile("/etc/passwd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		f := strings.Split(l, ":")
+		if len(f) > 2 && f[2] == fmt.Sprint(nobody) {
+			return f[0]
+		}
+	}
+	t.Skip("no uid 65534 in /etc/passwd")
+	return ""
+}
+
+// TestSelfServiceCLI runs otpgate as a normal user: status, enroll and
+// backup-codes go through the setuid helper, for that user only.
+func TestSelfServiceCLI(t *testing.T) {
+	_, bin, store := selfSetup(t)
+	me := nobodyName(t)
+
+	out, err := asNobody(bin, "status", "--json").Output()
+	if err != nil {
+		t.Fatalf("status: %v %s", err, exitErr(err))
+	}
+	var st struct {
+		User     string `json:"user"`
+		Enrolled bool   `json:"enrolled"`
+	}
+	if json.Unmarshal(out, &st) != nil || st.User != me || st.Enrolled {
+		t.Fatalf("status: %s", out)
+	}
+
+	out, err = asNobody(bin, "enroll", "--json", "--qr", "none", "--no-confirm").Output()
+	if err != nil {
+		t.Fatalf("enroll: %v %s", err, exitErr(err))
+	}
+	var en struct {
+		User, URI, Secret string
+		BackupCodes       []string `json:"backup_codes"`
+	}
+	if err := json.Unmarshal(out, &en); err != nil || en.User != me || len(en.BackupCodes) != 10 {
+		t.Fatalf("enroll: %v %s", err, out)
+	}
+	secret, err := keystore.DecodeSecret(en.Secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u, err := store.ReadUser(me); err != nil || string(u.Secret) != string(secret) {
+		t.Fatalf("stored: %v", err)
+	}
+
+	// Another account: refused here, before the helper.
+	if err := asNobody(bin, "status", "--user", "root").Run(); exitCode(err) != 1 {
+		t.Fatalf("status --user root: %v", err)
+	}
+	if err := asNobody(bin, "enroll", "--force").Run(); exitCode(err) != 2 {
+		t.Fatalf("enroll --force: %v", err)
+	}
+
+	// backup-codes needs a current code.
+	cmd := asNobody(bin, "backup-codes", "--json")
+	cmd.Stdin = strings.NewReader("000000x\n")
+	if err := cmd.Run(); exitCode(err) != 1 {
+		t.Fatalf("backup-codes with a wrong code: %v", err)
+	}
+	cmd = asNobody(bin, "backup-codes", "--json")
+	cmd.Stdin = strings.NewReader(code(t, secret, 0) + "\n")
+	out, err = cmd.Output()
+	if err != nil || !strings.Contains(string(out), `"backup_codes"`) {
+		t.Fatalf("backup-codes: %v %s %s", err, exitErr(err), out)
+	}
+	if s, _ := store.ReadState(me); s.Failures != 0 {
+		t.Fatalf("failures %d after a right code", s.Failures)
+	}
+
+	// Re-enroll: a code of the current secret, then one of the new one.
+	cmd = asNobody(bin, "enroll", "--qr", "none")
+	stdin, _ := cmd.StdinPipe()
+	stdout, _ := cmd.StdoutPipe()
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintln(stdin, code(t, secret, 1))
+	var newSecret []byte
+	sc := bufio.NewScanner(stdout)
+	for sc.Scan() {
+		if uri, ok := strings.CutPrefix(sc.Text(), "URI: "); ok {
+			i := strings.Index(uri, "secret=")
+			newSecret, _ = keystore.DecodeSecret(strings.SplitN(uri[i+len("secret="):], "&", 2)[0])
+			break
+		}
+	}
+	if newSecret == nil {
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatalf("no URI shown; stderr: %s", stderr.String())
+	}
+	fmt.Fprintln(stdin, code(t, newSecret, 0))
+	rest, _ := io.ReadAll(stdout)
+	if err := cmd.Wait(); err != nil || !strings.Contains(string(rest), "Enrolled "+me) {
+		t.Fatalf("re-enroll: %v\n%s\n%s", err, rest, stderr.String())
+	}
+	if u, _ := store.ReadUser(me); string(u.Secret) != string(newSecret) {
+		t.Fatal("the new secret was not saved")
+	}
+}
+
+// TestSelfModeByRealUID runs the setuid helper directly as nobody, as a
+// hostile user could: its effective uid is 0, yet it serves only the
+// caller's own account and takes no path from the request.
+func TestSelfModeByRealUID(t *testing.T) {
+	helperBin, _, store := selfSetup(t)
+	me := nobodyName(t)
+	secret := (&stackAccount{store: store}).enroll(t, "alice")
+
+	for _, c := range []struct {
+		name string
+		req  protocol.Request
+		want string
+	}{
+		{"authenticate for alice", protocol.Request{Op: protocol.OpAuthenticate, User: "alice"}, protocol.ResultAuthErr},
+		{"authenticate for self", protocol.Request{Op: protocol.OpAuthenticate, User: me}, protocol.ResultServiceErr},
+		{"status of alice", protocol.Request{Op: protocol.OpStatus, User: "alice"}, protocol.ResultAuthErr},
+		{"verify with a config", protocol.Request{Op: protocol.OpVerify, Args: []string{"config=/tmp/evil.toml"}}, protocol.ResultServiceErr},
+		{"verify, not enrolled", protocol.Request{Op: protocol.OpVerify}, protocol.ResultAuthErr},
+		{"status of self", protocol.Request{Op: protocol.OpStatus, User: me}, protocol.ResultSuccess},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			ui := &recordUI{answer: code(t, secret, 0)}
+			v, err := execAsNobody(helperBin, c.req, ui)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if v != c.want {
+				t.Fatalf("verdict %s, want %s (messages %q)", v, c.want, ui.msgs)
+			}
+			if c.want == protocol.ResultSuccess && (len(ui.data) != 1 || ui.data[0].User != me) {
+				t.Fatalf("data %+v", ui.data)
+			}
+		})
+	}
+	if st, _ := store.ReadState("alice"); st.Failures != 0 || !st.LastSuccess.IsZero() {
+		t.Fatalf("alice's state was touched: %+v", st)
+	}
+}
+
+type stackAccount struct{ store *keystore.Store }
+
+func (a *stackAccount) enroll(t *testing.T, user string) []byte {
+	s := &stack{t: t, store: a.store, cfg: config.Default()}
+	s.cfg.Store = a.store.Dir()
+	secret, _ := s.enroll(user)
+	return secret
+}
+
+type recordUI struct {
+	answer string
+	msgs   []string
+	data   []helper.Data
+}
+
+func (u *recordUI) Prompt(string, bool) (string, error) { return u.answer, nil }
+func (u *recordUI) Message(m string, _ bool)            { u.msgs = append(u.msgs, m) }
+func (u *recordUI) Data(d helper.Data) error            { u.data = append(u.data, d); return nil }
+
+// execAsNobody runs the helper as uid 65534 on a socketpair and converses
+// with it from this process.
+func execAsNobody(path string, req protocol.Request, ui helper.UI) (string, error) {
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return "", err
+	}
+	mine, theirs := os.NewFile(uintptr(fds[0]), "m"), os.NewFile(uintptr(fds[1]), "t")
+	c, err := net.FileConn(mine)
+	mine.Close()
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	cmd := asNobody(path)
+	cmd.Env = []string{"OTPGATE_CONFIG=/tmp/evil.toml", "GOTRACEBACK=all"} // ignored
+	cmd.Stdin, cmd.Stdout = theirs, theirs
+	if err := cmd.Start(); err != nil {
+		return "", err
+	}
+	theirs.Close()
+	v, err := helper.Converse(c, req, ui, 20*time.Second)
+	c.Close()
+	if werr := cmd.Wait(); err == nil && werr != nil {
+		err = werr
+	}
+	return v, err
+}
+
+func exitCode(err error) int {
+	if ee, ok := err.(*exec.ExitError); ok {
+		return ee.ExitCode()
+	}
+	if err == nil {
+		return 0
+	}
+	return -1
+}
+
+func exitErr(err error) string {
+	if ee, ok := err.(*exec.ExitError); ok {
+		return string(ee.Stderr)
+	}
+	return ""
+}
+
+// TestSetuidHost runs pamtester setuid root as nobody, as sudo and su run
+// PAM: real uid 65534, effective uid 0. The module makes the helper wholly
+// root, so the helper is in trusted mode and honours config=; without
+// that it would be in self mode and refuse the PAM request.
+func TestSetuidHost(t *testing.T) {
+	s := newStack(t, "")
+	pt, err := exec.LookPath("pamtester")
+	if err != nil {
+		t.Skip("pamtester is not installed (apt-get install pamtester)")
+	}
+	nobodyName(t)
+	dir, err := os.MkdirTemp(buildDir, "suid-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	os.Chmod(dir, 0o755)
+	host := filepath.Join(dir, "pamtester")
+	copyFile(t, pt, host, 0o755)
+	if err := os.Chmod(host, 0o755|os.ModeSetuid); err != nil {
+		t.Fatal(err)
+	}
+	secret, _ := s.enroll("alice")
+	svc := s.etcService(s.otpgate("required"))
+	cmd := asNobody(host, svc, "alice", "authenticate")
+	cmd.Stdin = strings.NewReader(code(t, secret, 0) + "\n")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("setuid host: %v\n%s", err, out)
+	}
+	if st, _ := s.store.ReadState("alice"); st.LastSuccess.IsZero() {
+		t.Fatal("no success recorded")
+	}
+}
