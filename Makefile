@@ -69,6 +69,6 @@ uninstall:
 clean:
 	rm -rf bin build
 
-# Enroll a demo user in a throwaway store and check codes interactively.
+# A throwaway sshd on 127.0.0.1:2222 with otpgate in front and a demo user (root).
 demo:
 	scripts/demo.sh

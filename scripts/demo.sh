@@ -1,13 +1,48 @@
 #!/bin/sh
-# A throwaway walk through otpgate on this machine: a store in a temporary
-# directory, the user "demo" enrolled from a QR code in the terminal, then
-# codes checked the way a login checks them. Nothing outside the temporary
-# directory is touched; it is removed at the end.
+# otpgate for real, thrown away afterwards: a copy of sshd on 127.0.0.1
+# (port 2222 unless DEMO_PORT says otherwise) with otpgate in front of it,
+# and a demo user to log in as, who has a password and an enrolled
+# authenticator. Everything it makes (the user, /etc/pam.d/sshd-otpgate-demo,
+# the sshd copy, a temporary directory) is removed when it stops (Ctrl-C).
+# /etc/pam.d/sshd and the system's sshd are not touched.
 set -eu
 cd "$(dirname "$0")/.."
-make -s go
+if [ "$(id -u)" -ne 0 ]; then
+	echo "demo: run as root (it adds a user and starts an sshd on 127.0.0.1): sudo make demo" >&2
+	exit 2
+fi
+port=${DEMO_PORT:-2222}
+user=otpgate-demo
+pass=demo-$(od -An -N4 -tx4 /dev/urandom | tr -d ' ')
+svc=sshd-otpgate-demo
+
+need=""
+for p in openssh-server openssh-client libpam0g-dev oathtool gcc make; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need="$need $p"
+done
+if [ -n "$need" ]; then
+	echo "demo: installing$need"
+	DEBIAN_FRONTEND=noninteractive apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $need >/dev/null
+fi
+
 dir=$(mktemp -d /tmp/otpgate-demo.XXXXXX)
-trap 'rm -rf "$dir"' EXIT
+chmod 755 "$dir"
+sshd_pid=""
+cleanup() {
+	[ -n "$sshd_pid" ] && kill "$sshd_pid" 2>/dev/null || true
+	rm -f "/etc/pam.d/$svc" "/usr/sbin/$svc"
+	userdel -r "$user" 2>/dev/null || true
+	rm -rf "$dir"
+}
+trap cleanup EXIT INT TERM
+
+echo "== building otpgate into $dir"
+CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o "$dir/otpgate" ./cmd/otpgate
+CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o "$dir/otpgate-helper" ./cmd/otpgate-helper
+make -s pam
+install -m 0644 build/pam_otpgate.so "$dir/pam_otpgate.so"
+
 cat >"$dir/config.toml" <<EOC
 issuer = "otpgate-demo"
 store = "$dir/store"
@@ -15,13 +50,57 @@ store = "$dir/store"
 max_failures = 5
 lock_duration = "1m"
 EOC
-otpgate() { ./bin/otpgate --config "$dir/config.toml" "$@"; }
 
-echo "== Enrolling user 'demo' (store: $dir/store)"
-otpgate enroll --user demo
-echo "== Now type codes from the app (or a backup code); an empty line ends the demo."
-echo "   Each code works once; five wrong ones lock 'demo' for a minute."
-while printf 'code: ' && read -r code && [ -n "$code" ]; do
-	echo "$code" | otpgate verify --user demo || true
-	otpgate status --user demo | sed 's/^/   /'
-done
+echo "== user $user, password $pass"
+userdel -r "$user" 2>/dev/null || true
+useradd -m -s /bin/bash "$user"
+echo "$user:$pass" | chpasswd
+
+echo "== enrolling $user: scan the QR code with an authenticator app"
+"$dir/otpgate" --config "$dir/config.toml" enroll --user "$user" --no-confirm
+secret=$(sed -n 's/^secret = "\(.*\)"$/\1/p' "$dir/store/users/$user.toml")
+
+# The password (pam_unix through common-auth), then the code.
+cat >"/etc/pam.d/$svc" <<EOP
+@include common-auth
+auth required $dir/pam_otpgate.so helper=$dir/otpgate-helper config=$dir/config.toml
+@include common-account
+@include common-session
+EOP
+# A copy of sshd under another name has its own PAM service: that name.
+cp /usr/sbin/sshd "/usr/sbin/$svc"
+ssh-keygen -q -t ed25519 -N "" -f "$dir/hostkey"
+mkdir -p /run/sshd
+cat >"$dir/sshd_config" <<EOS
+ListenAddress 127.0.0.1
+Port $port
+HostKey $dir/hostkey
+PidFile none
+UsePAM yes
+KbdInteractiveAuthentication yes
+PasswordAuthentication no
+AuthenticationMethods keyboard-interactive
+AllowUsers $user
+EOS
+"/usr/sbin/$svc" -D -e -f "$dir/sshd_config" 2>"$dir/sshd.log" &
+sshd_pid=$!
+sleep 1
+kill -0 "$sshd_pid" 2>/dev/null || { cat "$dir/sshd.log" >&2; exit 1; }
+
+cat <<EOM
+
+== otpgate is in front of an sshd on 127.0.0.1:$port. In another terminal:
+
+    ssh -p $port -o UserKnownHostsFile=/dev/null -o StrictHostKeyChecking=no $user@127.0.0.1
+
+   Password: $pass
+   Verification code: from the app, or without a phone:
+       oathtool --totp -b $secret
+   (a backup code printed above works too, once)
+
+   Each code works once; 5 wrong ones lock $user for a minute. Watch:
+       $dir/otpgate --config $dir/config.toml status --user $user
+
+   Ctrl-C here stops sshd and removes the user and every file.
+EOM
+wait "$sshd_pid"
