@@ -56,9 +56,12 @@ func (o owners) openDir(path string, create bool) (int, error) {
 				next, err = unix.Openat(fd, name, flags, 0)
 			}
 		}
+		if err != nil {
+			err = dirError(fd, name, cur, err)
+		}
 		unix.Close(fd)
 		if err != nil {
-			return -1, pathError(cur, err)
+			return -1, err
 		}
 		fd = next
 		if err := o.checkDir(fd, cur, !last); err != nil {
@@ -107,13 +110,25 @@ func (o owners) openSub(dirfd int, dirPath, name string, create bool) (int, erro
 		if fd >= 0 {
 			unix.Close(fd)
 		}
-		return -1, pathError(path, err)
+		return -1, dirError(dirfd, name, path, err)
 	}
 	if err := o.checkDir(fd, path, false); err != nil {
 		unix.Close(fd)
 		return -1, err
 	}
 	return fd, nil
+}
+
+// dirError is pathError for a directory name in dirfd. Opening a
+// symbolic link with O_DIRECTORY|O_NOFOLLOW fails with ENOTDIR, not ELOOP;
+// such a link must not be reported as "not a directory, remove it" (it
+// may well be /var/lib on some hosts).
+func dirError(dirfd int, name, path string, err error) error {
+	var st unix.Stat_t
+	if errors.Is(err, unix.ENOTDIR) && unix.Fstatat(dirfd, name, &st, unix.AT_SYMLINK_NOFOLLOW) == nil && st.Mode&unix.S_IFMT == unix.S_IFLNK {
+		return fmt.Errorf("%s is a symbolic link; otpgate never follows links in its store path, give the real directory instead", path)
+	}
+	return pathError(path, err)
 }
 
 // pathError turns an open error into a message that says what to do.

@@ -99,24 +99,47 @@ func ParseUser(data []byte) (User, error) {
 	if err != nil {
 		return User{}, err
 	}
+	created, err := fileTime("created", f.Created)
+	if err != nil {
+		return User{}, err
+	}
 	u := User{
 		Secret:  secret,
 		Params:  totp.Params{Algorithm: f.Algorithm, Digits: f.Digits, Period: f.Period},
-		Created: f.Created,
+		Created: created,
 	}
 	if err := u.Params.Check(); err != nil {
 		return User{}, err
 	}
-	if len(f.BackupCodes) > maxBackupCodes {
-		return User{}, fmt.Errorf("%d backup code hashes, over the limit of %d", len(f.BackupCodes), maxBackupCodes)
-	}
-	for i, h := range f.BackupCodes {
-		if err := backupcode.CheckHash(h); err != nil {
-			return User{}, fmt.Errorf("backup_codes[%d]: %w", i, err)
-		}
+	if err := checkHashes(f.BackupCodes); err != nil {
+		return User{}, err
 	}
 	u.BackupHashes = f.BackupCodes
 	return u, nil
+}
+
+// checkHashes refuses backup code hashes ParseUser would not read.
+func checkHashes(hashes []string) error {
+	if len(hashes) > maxBackupCodes {
+		return fmt.Errorf("%d backup code hashes, over the limit of %d", len(hashes), maxBackupCodes)
+	}
+	for i, h := range hashes {
+		if err := backupcode.CheckHash(h); err != nil {
+			return fmt.Errorf("backup_codes[%d]: %w", i, err)
+		}
+	}
+	return nil
+}
+
+// fileTime returns t as the files hold it: UTC, in whole seconds. A time
+// whose UTC year is outside 1 to 9999 is refused: TOML cannot write it,
+// so a file holding it could be read once but not rewritten.
+func fileTime(key string, t time.Time) (time.Time, error) {
+	t = t.UTC().Truncate(time.Second)
+	if y := t.Year(); y < 1 || y > 9999 {
+		return time.Time{}, fmt.Errorf("%s: year %d is out of range", key, y)
+	}
+	return t, nil
 }
 
 // DecodeSecret decodes a base32 secret (case, spaces and padding ignored)
@@ -124,6 +147,11 @@ func ParseUser(data []byte) (User, error) {
 func DecodeSecret(s string) ([]byte, error) {
 	s = strings.ToUpper(strings.ReplaceAll(s, " ", ""))
 	s = strings.TrimRight(s, "=")
+	// A length of 1, 3 or 6 characters past a multiple of 8 is not
+	// whole bytes; the decoder would silently drop that tail.
+	if n := len(s) % 8; n == 1 || n == 3 || n == 6 {
+		return nil, fmt.Errorf("secret is not valid base32")
+	}
 	secret, err := base32.StdEncoding.WithPadding(base32.NoPadding).DecodeString(s)
 	if err != nil {
 		return nil, fmt.Errorf("secret is not valid base32")
@@ -142,6 +170,13 @@ func MarshalUser(u User) ([]byte, error) {
 	if err := u.Params.Check(); err != nil {
 		return nil, err
 	}
+	if err := checkHashes(u.BackupHashes); err != nil {
+		return nil, err
+	}
+	created, err := fileTime("created", u.Created)
+	if err != nil {
+		return nil, err
+	}
 	hashes := u.BackupHashes
 	if hashes == nil {
 		hashes = []string{}
@@ -152,7 +187,7 @@ func MarshalUser(u User) ([]byte, error) {
 		Algorithm:   u.Params.Algorithm,
 		Digits:      u.Params.Digits,
 		Period:      u.Params.Period,
-		Created:     u.Created.UTC().Truncate(time.Second),
+		Created:     created,
 		BackupCodes: hashes,
 	})
 }
@@ -170,35 +205,52 @@ func ParseState(data []byte) (State, error) {
 		return State{}, fmt.Errorf("negative failures or last_step")
 	}
 	st := State{Failures: f.Failures, LastStep: f.LastStep}
-	if f.LockedUntil != nil {
-		st.LockedUntil = *f.LockedUntil
-	}
-	if f.LastSuccess != nil {
-		st.LastSuccess = *f.LastSuccess
-	}
-	if f.LastFailure != nil {
-		st.LastFailure = *f.LastFailure
+	for _, t := range []struct {
+		key string
+		in  *time.Time
+		out *time.Time
+	}{
+		{"locked_until", f.LockedUntil, &st.LockedUntil},
+		{"last_success", f.LastSuccess, &st.LastSuccess},
+		{"last_failure", f.LastFailure, &st.LastFailure},
+	} {
+		if t.in == nil {
+			continue
+		}
+		v, err := fileTime(t.key, *t.in)
+		if err != nil {
+			return State{}, err
+		}
+		*t.out = v
 	}
 	return st, nil
 }
 
 // MarshalState returns the file form of st.
 func MarshalState(st State) ([]byte, error) {
-	opt := func(t time.Time) *time.Time {
-		if t.IsZero() {
+	if st.Failures < 0 || st.LastStep < 0 {
+		return nil, fmt.Errorf("negative failures or last_step")
+	}
+	var err error
+	opt := func(key string, t time.Time) *time.Time {
+		if t.IsZero() || err != nil {
 			return nil
 		}
-		t = t.UTC().Truncate(time.Second)
+		t, err = fileTime(key, t)
 		return &t
 	}
-	return encode(stateFile{
+	f := stateFile{
 		Version:     FormatVersion,
 		Failures:    st.Failures,
-		LockedUntil: opt(st.LockedUntil),
+		LockedUntil: opt("locked_until", st.LockedUntil),
 		LastStep:    st.LastStep,
-		LastSuccess: opt(st.LastSuccess),
-		LastFailure: opt(st.LastFailure),
-	})
+		LastSuccess: opt("last_success", st.LastSuccess),
+		LastFailure: opt("last_failure", st.LastFailure),
+	}
+	if err != nil {
+		return nil, err
+	}
+	return encode(f)
 }
 
 func encode(v any) ([]byte, error) {

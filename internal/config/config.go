@@ -10,6 +10,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -120,7 +121,9 @@ func Load(path string) (Config, error) {
 	if n > maxSize {
 		return Config{}, fmt.Errorf("config: %s is over %d bytes", path, maxSize)
 	}
-	if err != nil && n == 0 && st.Size > 0 {
+	if err != nil && !errors.Is(err, io.EOF) {
+		// Never the defaults for a file that is there but unreadable:
+		// the policy in it may be stricter.
 		return Config{}, fmt.Errorf("config: reading %s: %w", path, err)
 	}
 	return Parse(path, data[:n])
@@ -134,6 +137,12 @@ func Parse(name string, data []byte) (Config, error) {
 	if err != nil {
 		var perr toml.ParseError
 		if errors.As(err, &perr) {
+			// Name the key when the error is on its line (a value out
+			// of range, a broken string); the last key read before a
+			// broken line elsewhere would mislead.
+			if k := perr.LastKey; k != "" && keyLine(data, k) == perr.Position.Line {
+				return Config{}, fmt.Errorf("config: %s:%d: %s: %s", name, perr.Position.Line, k, perr.Message)
+			}
 			return Config{}, fmt.Errorf("config: %s:%d: %s", name, perr.Position.Line, perr.Message)
 		}
 		return Config{}, fmt.Errorf("config: %s: %v", name, err)
@@ -161,12 +170,15 @@ func Parse(name string, data []byte) (Config, error) {
 		c.Params.Period = *f.Period
 	}
 	if err := c.Params.Check(); err != nil {
-		key := "algorithm"
+		// Blame the key Check complained about: it checks the
+		// algorithm, then digits, then period. The defaults are valid,
+		// so that key is set in the file.
+		key := "period"
 		switch {
-		case f.Digits != nil && c.Params.Digits != 6 && c.Params.Digits != 8:
+		case totp.Params{Algorithm: c.Params.Algorithm, Digits: 6, Period: 30}.Check() != nil:
+			key = "algorithm"
+		case c.Params.Digits != 6 && c.Params.Digits != 8:
 			key = "digits"
-		case f.Period != nil && (c.Params.Period < totp.MinPeriod || c.Params.Period > totp.MaxPeriod):
-			key = "period"
 		}
 		return Config{}, bad(key, "%v", err)
 	}
@@ -208,20 +220,39 @@ func Parse(name string, data []byte) (Config, error) {
 }
 
 // keyLine finds the line where a dotted key ("lockout.max_failures") is
-// set, tracking [table] headers; 0 when it cannot tell.
+// set, as a key inside its [table], as a dotted key, or as a [table]
+// header of its own. A key set inside an inline table is reported at the
+// line of the nearest enclosing key found. 0 when it cannot tell.
 func keyLine(data []byte, dotted string) int {
-	table, key := "", dotted
-	if i := strings.LastIndexByte(dotted, '.'); i >= 0 {
-		table, key = dotted[:i], dotted[i+1:]
+	dotted = normKey(dotted)
+	for k := dotted; k != ""; {
+		if n := findKey(data, k); n > 0 {
+			return n
+		}
+		i := strings.LastIndexByte(k, '.')
+		if i < 0 {
+			break
+		}
+		k = k[:i]
 	}
+	return 0
+}
+
+// findKey returns the line that sets or opens the table dotted, or 0.
+func findKey(data []byte, dotted string) int {
 	cur := ""
 	sc := bufio.NewScanner(bytes.NewReader(data))
+	sc.Buffer(nil, maxSize+1)
 	for n := 1; sc.Scan(); n++ {
 		line := strings.TrimSpace(sc.Text())
 		if strings.HasPrefix(line, "[") {
-			cur = strings.Trim(line, "[] \t")
-			if i := strings.IndexByte(cur, '#'); i >= 0 {
-				cur = strings.TrimSpace(strings.Trim(cur[:i], "[] \t"))
+			name := strings.TrimPrefix(strings.TrimPrefix(line, "["), "[")
+			if i := strings.IndexByte(name, ']'); i >= 0 {
+				name = name[:i]
+			}
+			cur = normKey(name)
+			if cur == dotted {
+				return n
 			}
 			continue
 		}
@@ -229,13 +260,23 @@ func keyLine(data []byte, dotted string) int {
 		if !ok {
 			continue
 		}
-		k = strings.Trim(strings.TrimSpace(k), `"'`)
-		if cur == table && k == key {
-			return n
+		full := normKey(k)
+		if cur != "" {
+			full = cur + "." + full
 		}
-		if cur == "" && k == dotted {
+		if full == dotted {
 			return n
 		}
 	}
 	return 0
+}
+
+// normKey writes a TOML key the way toml.Key.String does for plain
+// names: the parts without quotes or surrounding blanks, joined by dots.
+func normKey(k string) string {
+	parts := strings.Split(k, ".")
+	for i, p := range parts {
+		parts[i] = strings.Trim(strings.TrimSpace(p), `"'`)
+	}
+	return strings.Join(parts, ".")
 }
