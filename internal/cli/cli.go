@@ -29,6 +29,7 @@ commands:
   unlock        clear a user's failure count and lock
   reset         remove a user's enrollment (lost phone); failures are kept
   list          list enrolled users
+  doctor        audit sshd, PAM stacks, files and enrollment on this host
 
 options:
   --config PATH  policy file (default /etc/otpgate/config.toml)
@@ -62,6 +63,7 @@ var commands = map[string]command{
 	"unlock":       {runUnlock, unlockHelp},
 	"reset":        {runReset, resetHelp},
 	"list":         {runList, listHelp},
+	"doctor":       {runDoctor, doctorHelp},
 }
 
 // Main runs otpgate with args (without the program name) and returns the

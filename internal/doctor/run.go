@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/otpgate/otpgate/internal/config"
@@ -20,8 +21,8 @@ type Options struct {
 	SSHD       string   // /usr/sbin/sshd; "none" skips the sshd checks
 	SSHDConfig string   // sshd's own default when empty
 	PAMDir     string   // /etc/pam.d
-	Helper     string   // the installed helper
-	Module     string   // the installed pam_otpgate.so; "" skips the check
+	Helper     string   // the installed helper; "" skips the check
+	ModuleDirs []string // where PAM finds modules named without a path
 	Passwd     string   // /etc/passwd
 	Group      string   // /etc/group
 	Groups     []string // groups whose members must be enrolled
@@ -55,8 +56,9 @@ func Run(o Options) *Report {
 	}
 	r.note("config %s", o.ConfigPath)
 
-	// PAM stacks.
+	// PAM stacks, and the module and helper each otpgate line names.
 	withOtpgate := map[string]bool{}
+	modules, helpers := map[string]bool{}, map[string]bool{}
 	for _, svc := range pamServices {
 		stack, err := AuthStack(o.PAMDir, svc)
 		if errors.Is(err, os.ErrNotExist) {
@@ -68,17 +70,31 @@ func Run(o Options) *Report {
 		}
 		withOtpgate[svc] = HasOtpgate(stack)
 		r.add(CheckPAM(svc, stack)...)
+		for _, l := range stack {
+			if !l.IsOtpgate() {
+				continue
+			}
+			modules[resolveModule(l.Module, o.ModuleDirs)] = true
+			for _, a := range l.Args {
+				if h, ok := strings.CutPrefix(a, "helper="); ok {
+					helpers[h] = true
+				}
+			}
+		}
 		r.note("pam %s: pam_otpgate %s", svc, map[bool]string{true: "present", false: "absent"}[withOtpgate[svc]])
 	}
 
 	// Files.
 	if o.Helper != "" {
-		r.add(CheckHelper(o.Helper)...)
-		r.note("helper %s", o.Helper)
+		helpers[o.Helper] = true
 	}
-	if o.Module != "" {
-		r.add(CheckModule(o.Module)...)
-		r.note("module %s", o.Module)
+	for _, h := range sortedKeys(helpers) {
+		r.add(CheckHelper(h)...)
+		r.note("helper %s", h)
+	}
+	for _, m := range sortedKeys(modules) {
+		r.add(CheckModule(m)...)
+		r.note("module %s", m)
 	}
 	r.add(CheckStore(cfg.Store)...)
 	r.note("store %s", cfg.Store)
@@ -163,6 +179,30 @@ func (r *Report) checkSSHD(o Options, accounts []Account, pamHas bool, protected
 		}
 	}
 	r.note("sshd: %s and %d accounts", o.SSHD, min(n, o.MaxUsers))
+}
+
+// resolveModule returns the file PAM loads for a module named in a
+// pam.d line: a path as it is, a bare name from the first module
+// directory that has it (or the first directory, to report it missing).
+func resolveModule(name string, dirs []string) string {
+	if filepath.IsAbs(name) || len(dirs) == 0 {
+		return name
+	}
+	for _, d := range dirs {
+		if _, err := os.Stat(filepath.Join(d, name)); err == nil {
+			return filepath.Join(d, name)
+		}
+	}
+	return filepath.Join(dirs[0], name)
+}
+
+func sortedKeys(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
 }
 
 func sshdT(sshd string, args []string) (string, error) {
