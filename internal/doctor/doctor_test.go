@@ -201,3 +201,50 @@ func TestRealSSHD(t *testing.T) {
 		t.Errorf("with the block: %s", got)
 	}
 }
+
+// TestContribPAMConf audits contrib/sshd_config.d/otpgate-pam.conf with
+// a real sshd -T: with pam_otpgate in the stack it must be clean, and
+// without it doctor must say that no code is asked.
+func TestContribPAMConf(t *testing.T) {
+	sshd := "/usr/sbin/sshd"
+	if _, err := os.Stat(sshd); err != nil || os.Geteuid() != 0 {
+		if os.Getenv("OTPGATE_REQUIRE_TOOLS") != "" && os.Geteuid() == 0 {
+			t.Fatal("sshd (openssh-server) is missing")
+		}
+		t.Skip("needs root and openssh-server")
+	}
+	os.MkdirAll("/run/sshd", 0o755)
+	contrib, err := filepath.Abs("../../contrib/sshd_config.d/otpgate-pam.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	key := filepath.Join(dir, "hostkey")
+	if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key).CombinedOutput(); err != nil {
+		t.Fatalf("ssh-keygen: %v %s", err, out)
+	}
+	conf := filepath.Join(dir, "sshd_config")
+	os.WriteFile(conf, []byte("Include "+contrib+"\nHostKey "+key+"\n"), 0o600)
+	pamd := filepath.Join(dir, "pam.d")
+	os.Mkdir(pamd, 0o755)
+	passwd := filepath.Join(dir, "passwd")
+	os.WriteFile(passwd, []byte("root:x:0:0:root:/root:/bin/bash\n"), 0o644)
+	opts := Options{ConfigPath: filepath.Join(dir, "none.toml"), SSHDConfig: conf, PAMDir: pamd, Passwd: passwd, Group: "/etc/group"}
+
+	os.WriteFile(filepath.Join(pamd, "sshd"), []byte("auth required pam_otpgate.so\n"), 0o644)
+	r := Run(opts)
+	for _, f := range r.Findings {
+		if f.Check == "sshd" || f.Check == "pam" {
+			t.Errorf("contrib PAM route, module in the stack: %s", f)
+		}
+	}
+	if !strings.Contains(problems(r.Findings), "root (sshd keyboard-interactive with pam_otpgate) is not enrolled") {
+		t.Errorf("root is protected by the contrib block but not reported unenrolled:\n%s", problems(r.Findings))
+	}
+
+	os.WriteFile(filepath.Join(pamd, "sshd"), []byte("@include common-auth\n"), 0o644)
+	os.WriteFile(filepath.Join(pamd, "common-auth"), []byte("auth required pam_unix.so\n"), 0o644)
+	if got := problems(Run(opts).Findings); !strings.Contains(got, "pam_otpgate is not in sshd's PAM auth stack") {
+		t.Errorf("contrib PAM route without the module: %s", got)
+	}
+}
