@@ -11,6 +11,7 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"github.com/otpgate/otpgate/internal/backupcode"
+	"github.com/otpgate/otpgate/internal/tomlshape"
 	"github.com/otpgate/otpgate/internal/totp"
 )
 
@@ -65,6 +66,9 @@ type stateFile struct {
 // decodeStrict decodes data into v, refusing unknown keys and requiring
 // every key in required.
 func decodeStrict(data []byte, v any, required ...string) error {
+	if err := tomlshape.Check(data); err != nil {
+		return err
+	}
 	md, err := toml.Decode(string(data), v)
 	if err != nil {
 		var perr toml.ParseError
@@ -76,7 +80,10 @@ func decodeStrict(data []byte, v any, required ...string) error {
 		return errors.New("not valid TOML for this file")
 	}
 	if extra := md.Undecoded(); len(extra) > 0 {
-		return fmt.Errorf("unknown key %q", extra[0].String())
+		// At most 32 bytes of it: a value pasted where a key goes could
+		// be a secret, and the message goes to the log.
+		k := extra[0].String()
+		return fmt.Errorf("unknown key %q", k[:min(len(k), 32)])
 	}
 	for _, k := range required {
 		if !md.IsDefined(k) {

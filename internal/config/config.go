@@ -19,6 +19,7 @@ import (
 	"github.com/BurntSushi/toml"
 	"golang.org/x/sys/unix"
 
+	"github.com/otpgate/otpgate/internal/tomlshape"
 	"github.com/otpgate/otpgate/internal/totp"
 )
 
@@ -131,6 +132,9 @@ func Load(path string) (Config, error) {
 
 // Parse parses config data; name is used in errors.
 func Parse(name string, data []byte) (Config, error) {
+	if err := tomlshape.Check(data); err != nil {
+		return Config{}, fmt.Errorf("config: %s: %v", name, err)
+	}
 	c := Default()
 	var f file
 	md, err := toml.Decode(string(data), &f)
