@@ -235,9 +235,12 @@ static int result_code(const char *name, int nullok)
 }
 
 /* reap waits for the helper until deadline, then kills it. 0 only for a
- * clean exit (status 0). */
+ * clean exit (status 0). The helper exits right after its verdict, so the
+ * wait starts at 50 us and doubles to at most 10 ms: a fixed 10 ms sleep
+ * would be most of an authentication's time. */
 static int reap(pid_t pid, int64_t deadline)
 {
+	struct timespec pause = { 0, 50 * 1000 };
 	int status;
 	for (;;) {
 		pid_t r = waitpid(pid, &status, WNOHANG);
@@ -249,14 +252,18 @@ static int reap(pid_t pid, int64_t deadline)
 			kill(pid, SIGKILL);
 			deadline = INT64_MAX;
 		}
-		poll(NULL, 0, 10);
+		nanosleep(&pause, NULL);
+		if (pause.tv_nsec < 10 * 1000 * 1000)
+			pause.tv_nsec *= 2;
 	}
 }
 
 /* child runs between fork and exec: async-signal-safe calls only. */
 __attribute__((noreturn)) static void child(int sock, int devnull, const char *helper, long maxfd)
 {
-	static char *const envp[] = { "PATH=/usr/sbin:/usr/bin:/sbin:/bin", NULL };
+	/* Fixed. GOMAXPROCS=1: the helper does one thing at a time, and one
+	 * scheduler thread starts measurably faster (docs/pam-module.md). */
+	static char *const envp[] = { "PATH=/usr/sbin:/usr/bin:/sbin:/bin", "GOMAXPROCS=1", NULL };
 	char *const argv[] = { (char *)helper, NULL };
 	struct sigaction dfl = { .sa_handler = SIG_DFL };
 	sigset_t none;

@@ -5,7 +5,6 @@
 package main
 
 import (
-	"net"
 	"os"
 	"os/signal"
 	"syscall"
@@ -33,9 +32,8 @@ func main() {
 		signal.Ignore(syscall.SIGXFSZ)
 		syscall.Setrlimit(syscall.RLIMIT_FSIZE, &syscall.Rlimit{Cur: ^uint64(0), Max: ^uint64(0)})
 	}
-	// Standard input and output are the same socket; a net.Conn on it
-	// gives the reads and writes deadlines.
-	c, err := net.FileConn(os.NewFile(0, "socket"))
+	// Standard input and output are the same socket.
+	c, err := helper.SocketFile(0, "standard input")
 	if err != nil {
 		os.Stderr.WriteString("otpgate-helper: standard input is not a socket; this program is run by pam_otpgate.so and otpgate\n")
 		os.Exit(2)

@@ -16,7 +16,7 @@ func TestSyslogAuthpriv(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	l := dial("unixgram", sock, "otpgate", nil)
+	l := dial(sock, "otpgate", nil)
 	defer l.Close()
 	l.Info("user=alice outcome=accepted")
 	l.Notice("user=alice outcome=denied rhost=evil\nuser=root outcome=accepted")
@@ -31,10 +31,10 @@ func TestSyslogAuthpriv(t *testing.T) {
 			t.Fatal(err)
 		}
 		msg := string(buf[:n])
-		if !strings.HasPrefix(msg, want) || !strings.Contains(msg, "otpgate") {
+		if !strings.HasPrefix(msg, want) || !strings.Contains(msg, " otpgate[") {
 			t.Errorf("message %q, want priority %s and tag otpgate", msg, want)
 		}
-		if strings.Count(strings.TrimRight(msg, "\n"), "\n") != 0 {
+		if strings.Count(strings.TrimRight(msg, "\n"), "\n") != 0 || !strings.Contains(msg, "user=alice") {
 			t.Errorf("message %q spans lines: a hostile field forged a second line", msg)
 		}
 	}
@@ -42,13 +42,13 @@ func TestSyslogAuthpriv(t *testing.T) {
 
 func TestNoSyslogFallsBack(t *testing.T) {
 	var b bytes.Buffer
-	l := dial("unixgram", filepath.Join(t.TempDir(), "missing"), "otpgate", &b)
+	l := dial(filepath.Join(t.TempDir(), "missing"), "otpgate", &b)
 	l.Notice("user=alice outcome=denied")
 	if b.String() != "otpgate: log: user=alice outcome=denied\n" {
 		t.Errorf("fallback got %q", b.String())
 	}
 	// No syslog and no fallback: the line is dropped, nothing breaks.
-	dial("unixgram", filepath.Join(t.TempDir(), "missing"), "otpgate", nil).Info("x")
+	dial(filepath.Join(t.TempDir(), "missing"), "otpgate", nil).Info("x")
 	var nilLogger *Logger
 	nilLogger.Info("x")
 }

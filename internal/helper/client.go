@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"syscall"
@@ -38,7 +37,7 @@ const ClientTimeout = SelfTimeout + 15*time.Second
 
 // Converse sends req on c and relays the helper's frames to ui until the
 // verdict, which it returns. Each wait for a frame is bounded by timeout.
-func Converse(c net.Conn, req protocol.Request, ui UI, timeout time.Duration) (string, error) {
+func Converse(c Conn, req protocol.Request, ui UI, timeout time.Duration) (string, error) {
 	p, err := req.Encode()
 	if err != nil {
 		return "", err
@@ -110,7 +109,7 @@ func verdictOf(f protocol.Frame) (string, error) {
 	return "", fmt.Errorf("otpgate-helper: %w: unknown verdict %q", protocol.ErrProtocol, f.Payload)
 }
 
-func write(c net.Conn, t protocol.Type, p []byte, timeout time.Duration) error {
+func write(c Conn, t protocol.Type, p []byte, timeout time.Duration) error {
 	if err := c.SetWriteDeadline(time.Now().Add(timeout)); err != nil {
 		return err
 	}
@@ -126,10 +125,10 @@ func Exec(path string, req protocol.Request, ui UI) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("otpgate-helper: socketpair: %w", err)
 	}
-	mine, theirs := os.NewFile(uintptr(fds[0]), "helper"), os.NewFile(uintptr(fds[1]), "helper")
-	c, err := net.FileConn(mine)
-	mine.Close()
+	theirs := os.NewFile(uintptr(fds[1]), "helper")
+	c, err := SocketFile(fds[0], "helper socket")
 	if err != nil {
+		syscall.Close(fds[0])
 		theirs.Close()
 		return "", fmt.Errorf("otpgate-helper: %w", err)
 	}

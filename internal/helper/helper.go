@@ -23,7 +23,6 @@ package helper
 import (
 	"errors"
 	"fmt"
-	"net"
 	"strings"
 	"time"
 
@@ -56,7 +55,7 @@ type Options struct {
 
 // Run serves one request on c and returns the process exit status: 0
 // when a verdict was sent, 1 otherwise.
-func Run(c net.Conn, o Options) int {
+func Run(c Conn, o Options) int {
 	s := &session{c: c, timeout: DefaultTimeout, log: o.Log}
 	f, err := s.read()
 	if err == nil && f.Type != protocol.TypeRequest {
@@ -88,7 +87,7 @@ var ErrConvFailed = errors.New("the conversation failed")
 
 // session is one connection with the client.
 type session struct {
-	c       net.Conn
+	c       Conn
 	timeout time.Duration
 	silent  bool
 	log     *authlog.Logger

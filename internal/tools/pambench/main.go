@@ -123,17 +123,24 @@ func run(n int) error {
 			exec.Command(otpgate, "--config", config, "unlock", "--user", "root").Run()
 		}
 	}
-	rss, err := helperRSS(helper, config)
-	if err != nil {
-		return err
+	var alone []sample
+	var rss int64
+	for i := 0; i < n; i++ {
+		h, err := helperAlone(helper, config)
+		if err != nil {
+			return err
+		}
+		alone = append(alone, sample{h.wall, h.cpu})
+		rss = max(rss, h.rss)
 	}
+	hw, hc := medians(alone)
 	ow, oc := medians(otp)
 	gw, gc := medians(ga)
 	fmt.Printf("pamtester authenticate, wrong code, n=%d each, medians\n", n)
 	fmt.Printf("  google-authenticator-libpam  wall %8v  cpu %8v\n", gw, gc)
 	fmt.Printf("  otpgate (module + helper)    wall %8v  cpu %8v\n", ow, oc)
 	fmt.Printf("  ratio otpgate/anchor         wall %.2fx     cpu %.2fx\n", float64(ow)/float64(gw), float64(oc)/float64(gc))
-	fmt.Printf("  otpgate-helper peak RSS      %d KiB\n", rss)
+	fmt.Printf("  otpgate-helper alone         wall %8v  cpu %8v  peak RSS %d KiB\n", hw, hc, rss)
 	return nil
 }
 
@@ -157,39 +164,45 @@ func pamtester(service string) (sample, error) {
 	return sample{wall, cpu}, nil
 }
 
-// helperRSS runs the helper once, as the module does, and returns its peak
-// resident set in KiB.
-func helperRSS(helper, config string) (int64, error) {
+type helperRun struct {
+	wall, cpu time.Duration
+	rss       int64 // KiB
+}
+
+// helperAlone runs the helper once, as the module does, answering its
+// prompt with a wrong code, and measures it.
+func helperAlone(helper, config string) (helperRun, error) {
+	start := time.Now()
 	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
 	if err != nil {
-		return 0, err
+		return helperRun{}, err
 	}
 	ours, theirs := os.NewFile(uintptr(fds[0]), "bench"), os.NewFile(uintptr(fds[1]), "helper")
 	cmd := exec.Command(helper)
 	cmd.Stdin, cmd.Stdout, cmd.Env = theirs, theirs, []string{}
 	if err := cmd.Start(); err != nil {
-		return 0, err
+		return helperRun{}, err
 	}
 	theirs.Close()
 	c, err := net.FileConn(ours)
 	ours.Close()
 	if err != nil {
-		return 0, err
+		return helperRun{}, err
 	}
 	defer c.Close()
 	req := protocol.Request{Op: protocol.OpAuthenticate, User: "root", Service: "bench", Args: []string{"config=" + config}}
 	p, err := req.Encode()
 	if err != nil {
-		return 0, err
+		return helperRun{}, err
 	}
 	c.SetDeadline(time.Now().Add(30 * time.Second))
 	if err := protocol.WriteFrame(c, protocol.Frame{Type: protocol.TypeRequest, Payload: p}); err != nil {
-		return 0, err
+		return helperRun{}, err
 	}
 	for {
 		f, err := protocol.ReadFrame(c)
 		if err != nil {
-			return 0, err
+			return helperRun{}, err
 		}
 		if f.Type == protocol.TypePromptEchoOff || f.Type == protocol.TypePromptEchoOn {
 			protocol.WriteFrame(c, protocol.Frame{Type: protocol.TypeAnswer, Payload: []byte("000000")})
@@ -199,7 +212,8 @@ func helperRSS(helper, config string) (int64, error) {
 		}
 	}
 	cmd.Wait()
-	return cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss, nil
+	ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
+	return helperRun{time.Since(start), time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), ru.Maxrss}, nil
 }
 
 func medians(s []sample) (wall, cpu time.Duration) {
