@@ -52,3 +52,28 @@ func TestNoSyslogFallsBack(t *testing.T) {
 	var nilLogger *Logger
 	nilLogger.Info("x")
 }
+
+// TestFullSocketDoesNotHang: a syslog that stopped reading costs a login
+// at most sendWait per line, never a hang; the line goes to the fallback.
+func TestFullSocketDoesNotHang(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "log")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close() // never read
+	var b bytes.Buffer
+	l := dial(sock, "otpgate", &b)
+	defer l.Close()
+	line := "user=alice outcome=denied " + strings.Repeat("x", 1000)
+	for i := 0; i < 10000 && b.Len() == 0; i++ {
+		start := time.Now()
+		l.Notice(line)
+		if d := time.Since(start); d > sendWait+2*time.Second {
+			t.Fatalf("line %d took %v", i, d)
+		}
+	}
+	if !strings.Contains(b.String(), "otpgate: log: user=alice") {
+		t.Error("the socket never filled up, or the dropped line did not reach the fallback")
+	}
+}
