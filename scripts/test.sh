@@ -13,5 +13,17 @@ if [ -n "$bad" ]; then echo "gofmt needed on: $bad" >&2; exit 1; fi
 # As root the tools were installed by test-deps.sh: a missing one is a failure.
 if [ "$(id -u)" -eq 0 ]; then export OTPGATE_REQUIRE_TOOLS=1; fi
 echo "== go test -race"
-go test -race -count=1 -timeout 20m ./...
-echo "== all tests passed"
+# Verbose into a log, and on the terminal the package results, every
+# failure and every skip with its reason (a normal user skips what needs
+# root, and is told so here).
+log=$(mktemp /tmp/otpgate-test.XXXXXX)
+status=0
+go test -race -count=1 -timeout 20m -v ./... >"$log" 2>&1 || status=$?
+grep -E '^(ok|FAIL|panic:|--- (FAIL|SKIP))|^ +[A-Za-z0-9_]+_test\.go:[0-9]+: ' "$log" | grep -v -- '--- PASS' || true
+if [ "$status" -ne 0 ]; then
+	echo "== tests FAILED (full log: $log)" >&2
+	exit "$status"
+fi
+skips=$(grep -c -- '--- SKIP' "$log" || true)
+rm -f "$log"
+echo "== all tests passed ($skips skipped)"
