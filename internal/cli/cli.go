@@ -30,6 +30,7 @@ commands:
   reset         remove a user's enrollment (lost phone); failures are kept
   list          list enrolled users
   doctor        audit sshd, PAM stacks, files and enrollment on this host
+  sshcheck      sshd ForceCommand: ask for a code, then run the session
 
 options:
   --config PATH  policy file (default /etc/otpgate/config.toml)
@@ -64,6 +65,7 @@ var commands = map[string]command{
 	"reset":        {runReset, resetHelp},
 	"list":         {runList, listHelp},
 	"doctor":       {runDoctor, doctorHelp},
+	"sshcheck":     {runSSHCheck, sshcheckHelp},
 }
 
 // Main runs otpgate with args (without the program name) and returns the
@@ -99,6 +101,9 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	e := &env{stdin: bufio.NewReader(stdin), stdout: stdout, stderr: stderr, configPath: *configPath}
 	configGiven := false
 	fs.Visit(func(f *flag.Flag) { configGiven = configGiven || f.Name == "config" })
+	if name == "sshcheck" { // as the logged-in user, through the setuid helper, which reads the config
+		return report(stderr, cmd.run(e, rest))
+	}
 	if os.Geteuid() != 0 && !configGiven {
 		if selfServiceCommands[name] {
 			return report(stderr, runSelfService(e, stdin, name, rest))
