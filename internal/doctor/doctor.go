@@ -83,6 +83,19 @@ func (c SSHConfig) Get(keyword string) string {
 	return ""
 }
 
+// has reports whether keyword has value among its values (sshd -T
+// prints one line per value of AcceptEnv and SetEnv).
+func (c SSHConfig) has(keyword, value string) bool {
+	for _, v := range c[keyword] {
+		for _, f := range strings.Fields(v) {
+			if f == value {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // UsesSSHCheck reports whether ForceCommand runs otpgate sshcheck.
 func (c SSHConfig) UsesSSHCheck() bool {
 	fc := c.Get("forcecommand")
@@ -131,6 +144,14 @@ func CheckSSHD(c SSHConfig, context string, pamHasOtpgate bool) []Finding {
 		if c.Get("permituserrc") != "no" {
 			add("PermitUserRC is on: ~/.ssh/rc runs before otpgate sshcheck asks for the code",
 				"add PermitUserRC no to the Match block")
+		}
+		if !c.has("setenv", "SHLVL=1") {
+			add("ForceCommand otpgate sshcheck without SetEnv SHLVL=1: sshd runs the ForceCommand through the user's shell, and Debian's bash reads ~/.bashrc first, so whatever the user put there runs before the code is asked",
+				"add SetEnv SHLVL=1 to the Match block (see contrib/sshd_config.d/otpgate-forcecommand.conf)")
+		}
+		if !c.has("acceptenv", "OTPGATE_CODE") {
+			add("AcceptEnv lacks OTPGATE_CODE: ssh host cmd, scp and sftp cannot send a code and are always refused",
+				"add AcceptEnv OTPGATE_CODE (with LANG LC_*) to the Match block")
 		}
 		if v := c.Get("permituserenvironment"); v != "no" && v != "" {
 			add("PermitUserEnvironment "+v+": ~/.ssh/environment can change what runs before and around otpgate sshcheck",
