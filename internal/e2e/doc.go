@@ -23,9 +23,9 @@
 // Every ssh, sudo and su runs under a 30 s timeout in its own process
 // group, killed as a whole when the time is up: a hang is a failure.
 //
-// Timing, on a 2-core machine: the whole package takes about 50 s when
-// the machine is otherwise idle (43–52 s over several runs, -race
-// included), and 55–100 s while other tests or fuzzers load both cores. About
+// Timing, on a 2-core machine: the whole package takes about 60 s when
+// the machine is otherwise idle (57–61 s with -race, TestSSHCheck about
+// 15 s of it), and up to twice that while other tests load both cores. About
 // 2 s of it is building the module, the helper and otpgate. Most of the
 // rest is pam_unix's 2 s delay after each wrong password and sshd's own
 // failure delay; a successful ssh login takes 0.2–0.4 s, sudo or su 0.2 s,
