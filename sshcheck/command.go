@@ -1,14 +1,13 @@
 package sshcheck
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
+
+	"github.com/otpgate/otpgate/internal/passwd"
 )
 
 // CodeEnv is the environment variable a client without a terminal sends
@@ -142,43 +141,10 @@ func Getenv(env []string, key string) string {
 	return ""
 }
 
-// Account is the passwd entry of the user sshcheck runs as.
-type Account struct {
-	Name  string
-	Shell string
-}
-
-// maxPasswd bounds how much of the passwd file is read.
-const maxPasswd = 16 << 20
-
-// LookupUID returns the first entry with uid in the passwd file at path,
-// read directly (no NSS), as the helper's self mode does.
-func LookupUID(path string, uid int) (Account, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return Account{}, err
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(io.LimitReader(f, maxPasswd))
-	sc.Buffer(make([]byte, 0, 4096), 64<<10)
-	want := strconv.Itoa(uid)
-	for sc.Scan() {
-		fields := strings.Split(sc.Text(), ":")
-		if len(fields) < 7 || fields[2] != want || fields[0] == "" || strings.HasPrefix(fields[0], "+") || strings.HasPrefix(fields[0], "-") {
-			continue
-		}
-		return Account{Name: fields[0], Shell: fields[6]}, nil
-	}
-	if err := sc.Err(); err != nil {
-		return Account{}, fmt.Errorf("reading %s: %w", path, err)
-	}
-	return Account{}, fmt.Errorf("uid %d is not in %s", uid, path)
-}
-
 // ShellFor returns the shell to run: the passwd entry's, else $SHELL from
 // env (sshd sets it from the account, NSS included), else FallbackShell.
 // Only an absolute path counts.
-func ShellFor(a Account, env []string) string {
+func ShellFor(a passwd.Entry, env []string) string {
 	for _, s := range []string{a.Shell, Getenv(env, "SHELL")} {
 		if filepath.IsAbs(s) {
 			return s

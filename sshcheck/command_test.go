@@ -6,6 +6,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/otpgate/otpgate/internal/passwd"
 )
 
 func TestSelect(t *testing.T) {
@@ -104,44 +106,19 @@ func TestWithout(t *testing.T) {
 func TestShellFor(t *testing.T) {
 	for _, c := range []struct {
 		name  string
-		acct  Account
+		acct  passwd.Entry
 		env   []string
 		shell string
 	}{
-		{"passwd entry", Account{Name: "a", Shell: "/bin/bash"}, []string{"SHELL=/bin/zsh"}, "/bin/bash"},
-		{"passwd entry without a shell: $SHELL", Account{Name: "a"}, []string{"SHELL=/bin/zsh"}, "/bin/zsh"},
-		{"no entry: $SHELL", Account{}, []string{"SHELL=/usr/bin/fish"}, "/usr/bin/fish"},
-		{"relative $SHELL does not count", Account{}, []string{"SHELL=zsh"}, FallbackShell},
-		{"nothing", Account{}, nil, FallbackShell},
+		{"passwd entry", passwd.Entry{Name: "a", Shell: "/bin/bash"}, []string{"SHELL=/bin/zsh"}, "/bin/bash"},
+		{"passwd entry without a shell: $SHELL", passwd.Entry{Name: "a"}, []string{"SHELL=/bin/zsh"}, "/bin/zsh"},
+		{"no entry: $SHELL", passwd.Entry{}, []string{"SHELL=/usr/bin/fish"}, "/usr/bin/fish"},
+		{"relative $SHELL does not count", passwd.Entry{}, []string{"SHELL=zsh"}, FallbackShell},
+		{"nothing", passwd.Entry{}, nil, FallbackShell},
 	} {
 		if got := ShellFor(c.acct, c.env); got != c.shell {
 			t.Errorf("%s: ShellFor = %q, want %q", c.name, got, c.shell)
 		}
-	}
-}
-
-func TestLookupUID(t *testing.T) {
-	p := filepath.Join(t.TempDir(), "passwd")
-	content := "root:x:0:0:root:/root:/bin/bash\n" +
-		"+nis:x:1000:1000::/:/bin/sh\n" +
-		"short:x:1000\n" +
-		"alice:x:1000:1000:Alice:/home/alice:/usr/bin/zsh\n" +
-		"alias:x:1000:1000::/home/alias:/bin/sh\n" +
-		"nologin:x:1001:1001::/:\n"
-	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	for uid, want := range map[int]Account{0: {"root", "/bin/bash"}, 1000: {"alice", "/usr/bin/zsh"}, 1001: {"nologin", ""}} {
-		got, err := LookupUID(p, uid)
-		if err != nil || got != want {
-			t.Errorf("LookupUID(%d) = %+v, %v; want %+v", uid, got, err, want)
-		}
-	}
-	if _, err := LookupUID(p, 4242); err == nil {
-		t.Errorf("LookupUID of an unknown uid succeeded")
-	}
-	if _, err := LookupUID(filepath.Join(t.TempDir(), "none"), 0); err == nil {
-		t.Errorf("LookupUID without a passwd file succeeded")
 	}
 }
 

@@ -19,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/otpgate/otpgate/internal/passwd"
+
 	"golang.org/x/sys/unix"
 
 	"github.com/otpgate/otpgate/internal/account"
@@ -40,7 +42,7 @@ type fixture struct {
 	config string
 	store  *keystore.Store
 	secret []byte
-	root   Account
+	root   passwd.Entry
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -75,7 +77,7 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	f.secret = en.Secret
-	if f.root, err = LookupUID("/etc/passwd", 0); err != nil {
+	if f.root, err = passwd.LookupUID("/etc/passwd", 0); err != nil {
 		t.Fatal(err)
 	}
 	if !filepath.IsAbs(f.root.Shell) {

@@ -35,6 +35,7 @@ import (
 
 	"github.com/otpgate/otpgate/internal/authlog"
 	"github.com/otpgate/otpgate/internal/helper"
+	"github.com/otpgate/otpgate/internal/passwd"
 	"github.com/otpgate/otpgate/internal/protocol"
 )
 
@@ -147,14 +148,14 @@ func (c *check) run() error {
 
 	env, code, haveCode := TakeCode(o.Environ)
 	uid := os.Getuid()
-	acct, err := LookupUID(o.Passwd, uid)
+	acct, err := passwd.LookupUID(o.Passwd, uid)
 	if err != nil {
 		if uid == 0 {
 			return deny("%v", err)
 		}
 		// The helper looks the uid up itself and refuses an account it
 		// cannot find; the name here only labels the prompt.
-		acct = Account{Name: Getenv(env, "USER")}
+		acct = passwd.Entry{Name: Getenv(env, "USER")}
 		c.user = fmt.Sprintf("uid=%d", uid)
 	} else {
 		c.user = acct.Name

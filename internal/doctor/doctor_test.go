@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	passwdpkg "github.com/otpgate/otpgate/internal/passwd"
 )
 
 // sshdT holds the keywords of a default Debian sshd -T that matter here.
@@ -113,9 +115,9 @@ func TestGroupMembers(t *testing.T) {
 	group := filepath.Join(dir, "group")
 	os.WriteFile(passwd, []byte("root:x:0:0:root:/root:/bin/bash\nalice:x:1000:1000::/home/alice:/bin/bash\nbob:x:1001:27::/home/bob:/bin/bash\nsvc:x:999:999::/:/usr/sbin/nologin\n"), 0o644)
 	os.WriteFile(group, []byte("sudo:x:27:alice\nalice:x:1000:\n"), 0o644)
-	accts, err := ReadPasswd(passwd)
+	accts, err := passwdpkg.ReadAll(passwd)
 	if err != nil || len(accts) != 4 || accts[3].CanLogIn() || !accts[1].CanLogIn() {
-		t.Fatalf("ReadPasswd: %+v %v", accts, err)
+		t.Fatalf("ReadAll: %+v %v", accts, err)
 	}
 	m, err := GroupMembers(group, accts, "sudo")
 	if err != nil || strings.Join(m, ",") != "alice,bob" {

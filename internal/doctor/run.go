@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/otpgate/otpgate/internal/config"
+	"github.com/otpgate/otpgate/internal/passwd"
 	"github.com/otpgate/otpgate/keystore"
 )
 
@@ -101,7 +102,7 @@ func Run(o Options) *Report {
 
 	// sshd, as sshd itself resolves it: globally, then for each account
 	// that can log in (sshd evaluates its own Match blocks).
-	accounts, err := ReadPasswd(o.Passwd)
+	accounts, err := passwd.ReadAll(o.Passwd)
 	if err != nil {
 		r.add(Finding{Check: "users", Context: o.Passwd, Problem: err.Error(), Fix: "check the file"})
 	}
@@ -142,7 +143,7 @@ func Run(o Options) *Report {
 	return r
 }
 
-func (r *Report) checkSSHD(o Options, accounts []Account, pamHas bool, protected map[string]string) {
+func (r *Report) checkSSHD(o Options, accounts []passwd.Entry, pamHas bool, protected map[string]string) {
 	args := []string{"-T"}
 	if o.SSHDConfig != "" {
 		args = append(args, "-f", o.SSHDConfig)

@@ -526,14 +526,3 @@ func TestBadRequest(t *testing.T) {
 		t.Fatalf("exit %d", e)
 	}
 }
-
-func TestLookupUID(t *testing.T) {
-	p := filepath.Join(t.TempDir(), "passwd")
-	os.WriteFile(p, []byte("root:x:0:0::/root:/bin/sh\nbroken\n+:x:1000:::\nalice:x:1000:1000::/:/bin/sh\nalias:x:1000:1000::/:/bin/sh\n"), 0o644)
-	if n, err := lookupUID(p, 1000); err != nil || n != "alice" {
-		t.Fatalf("1000: %q %v", n, err)
-	}
-	if _, err := lookupUID(p, 1001); err == nil {
-		t.Fatal("1001 found")
-	}
-}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/otpgate/otpgate/internal/account"
 	"github.com/otpgate/otpgate/internal/config"
+	"github.com/otpgate/otpgate/internal/passwd"
 	"github.com/otpgate/otpgate/internal/protocol"
 	"github.com/otpgate/otpgate/internal/totp"
 	"github.com/otpgate/otpgate/internal/verify"
@@ -36,7 +37,8 @@ const confirmTries = 3
 // self serves a normal user, for their own account only.
 func self(s *session, req protocol.Request, o Options) string {
 	s.timeout = SelfTimeout
-	name, err := lookupUID(o.Passwd, o.RealUID)
+	acct, err := passwd.LookupUID(o.Passwd, o.RealUID)
+	name := acct.Name
 	if err != nil {
 		s.fail("cannot find your account (uid %d) in %s: %v", o.RealUID, o.Passwd, err)
 		return protocol.ResultAuthErr
