@@ -101,6 +101,31 @@ func (s *Store) ReadUser(user string) (User, error) {
 	return u, nil
 }
 
+// Enrolled reports whether user has a user file, without reading or
+// checking it (ReadUser does that): a cheap look before taking a lock.
+func (s *Store) Enrolled(user string) (bool, error) {
+	if err := ValidUser(user); err != nil {
+		return false, err
+	}
+	fd, err := s.sub(usersDir, false)
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	err = unix.Fstatat(fd, user+".toml", &st, unix.AT_SYMLINK_NOFOLLOW)
+	if errors.Is(err, unix.ENOENT) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("keystore: %s: %w", s.UserPath(user), err)
+	}
+	return true, nil
+}
+
 // ReadState reads user's state. A missing file is the zero State.
 func (s *Store) ReadState(user string) (State, error) {
 	data, err := s.read(stateDir, user)

@@ -314,3 +314,30 @@ func TestFailedWriteKeepsOld(t *testing.T) {
 		t.Errorf("ReadState after a failed write = %+v, %v", got, err)
 	}
 }
+
+func TestEnrolled(t *testing.T) {
+	s := New(filepath.Join(t.TempDir(), "store"))
+	if ok, err := s.Enrolled("alice"); ok || err != nil {
+		t.Fatalf("no store: %v %v", ok, err)
+	}
+	l, err := s.Lock("alice", time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := s.Enrolled("alice"); ok || err != nil {
+		t.Fatalf("store without users/: %v %v", ok, err)
+	}
+	if err := l.WriteUser(testUser()); err != nil {
+		t.Fatal(err)
+	}
+	l.Unlock()
+	if ok, err := s.Enrolled("alice"); !ok || err != nil {
+		t.Fatalf("enrolled alice: %v %v", ok, err)
+	}
+	if ok, err := s.Enrolled("bob"); ok || err != nil {
+		t.Fatalf("bob: %v %v", ok, err)
+	}
+	if _, err := s.Enrolled("../alice"); err != ErrInvalidUser {
+		t.Fatalf("invalid name: %v", err)
+	}
+}

@@ -121,10 +121,11 @@ func (v *Verifier) verify(req Request) Result {
 		return Result{Outcome: Denied, Reason: "invalid-user", Err: err}
 	}
 	// Look before locking: a guessed user name must not create a lock file.
-	if _, err := v.Store.ReadUser(req.User); errors.Is(err, keystore.ErrNotEnrolled) {
-		return Result{Outcome: NotEnrolled, Reason: "not-enrolled"}
-	} else if err != nil {
+	// (The file itself is read and checked under the lock.)
+	if ok, err := v.Store.Enrolled(req.User); err != nil {
 		return fail("store-error", err)
+	} else if !ok {
+		return Result{Outcome: NotEnrolled, Reason: "not-enrolled"}
 	}
 	wait := v.LockWait
 	if wait == 0 {
