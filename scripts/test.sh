@@ -19,7 +19,13 @@ echo "== go test -race"
 log=$(mktemp /tmp/otpgate-test.XXXXXX)
 status=0
 go test -race -count=1 -timeout 20m -v ./... >"$log" 2>&1 || status=$?
-grep -E '^(ok|FAIL|panic:|--- (FAIL|SKIP))|^ +[A-Za-z0-9_]+_test\.go:[0-9]+: ' "$log" | grep -v -- '--- PASS' || true
+awk '
+	/^(ok|FAIL|panic:)/ { print; buf = ""; next }
+	/^=== / { buf = ""; next }
+	/^ *--- (FAIL|SKIP)/ { print; printf "%s", buf; buf = ""; next }
+	/^ *--- PASS/ { buf = ""; next }
+	/^ +[A-Za-z0-9_]+_test\.go:[0-9]+: / { buf = buf $0 "\n" }
+' "$log"
 if [ "$status" -ne 0 ]; then
 	echo "== tests FAILED (full log: $log)" >&2
 	exit "$status"

@@ -128,7 +128,9 @@ func (x *selfOp) verify(prompt string) string {
 	v := verify.Verifier{Store: x.store, Config: x.cfg, Log: x.o.Log, Now: x.o.Now}
 	r := v.Verify(verify.Request{User: x.user, Code: string(answer), Service: x.service})
 	return verdict(x.s, r, func() string {
-		x.s.fail("%s is not enrolled; run otpgate enroll", x.user)
+		// Said to a session that was just refused (sshcheck), too: it
+		// names both ways to get a code set up.
+		x.s.fail("%s is not enrolled: no verification code is set up; run otpgate enroll where no code is asked, or ask an administrator", x.user)
 		return protocol.ResultAuthErr
 	})
 }
