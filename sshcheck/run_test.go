@@ -19,12 +19,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/otpgate/otpgate/internal/passwd"
-
 	"golang.org/x/sys/unix"
 
 	"github.com/otpgate/otpgate/internal/account"
 	"github.com/otpgate/otpgate/internal/config"
+	"github.com/otpgate/otpgate/internal/passwd"
 	"github.com/otpgate/otpgate/internal/testbin"
 	"github.com/otpgate/otpgate/internal/totp"
 	"github.com/otpgate/otpgate/keystore"

@@ -27,6 +27,19 @@ type otpEnv struct {
 	store  string
 }
 
+// configText is the config of an end-to-end store.
+func configText(store string, maxFailures int) string {
+	return fmt.Sprintf(`# otpgate end-to-end test config
+issuer = "otpgate-e2e"
+store = %q
+window = 1
+
+[lockout]
+max_failures = %d
+lock_duration = "15m"
+`, store, maxFailures)
+}
+
 // newOTPEnv makes a store and a config (root-owned, in a 0700 directory
 // under /tmp) with the given lockout threshold.
 func newOTPEnv(t testing.TB, maxFailures int) *otpEnv {
@@ -38,15 +51,7 @@ func newOTPEnv(t testing.TB, maxFailures int) *otpEnv {
 		t.Fatal(err)
 	}
 	e.config = filepath.Join(dir, "config.toml")
-	writeFile(t, e.config, fmt.Sprintf(`# otpgate end-to-end test config
-issuer = "otpgate-e2e"
-store = %q
-window = 1
-
-[lockout]
-max_failures = %d
-lock_duration = "15m"
-`, e.store, maxFailures), 0o644)
+	writeFile(t, e.config, configText(e.store, maxFailures), 0o644)
 	return e
 }
 

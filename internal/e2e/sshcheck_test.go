@@ -81,15 +81,7 @@ func buildSSHCheck(root string, b *otpgateBins) sshcheckSetup {
 		return s
 	}
 	s.env.config = filepath.Join(dir, "config.toml")
-	s.err = os.WriteFile(s.env.config, []byte(fmt.Sprintf(`# otpgate end-to-end test config for sshcheck
-issuer = "otpgate-e2e"
-store = %q
-window = 1
-
-[lockout]
-max_failures = %d
-lock_duration = "15m"
-`, s.env.store, sshcheckMaxFailures)), 0o644)
+	s.err = os.WriteFile(s.env.config, []byte(configText(s.env.store, sshcheckMaxFailures)), 0o644)
 	if s.err != nil {
 		return s
 	}
