@@ -1,16 +1,26 @@
 // Command otpgate-helper is the privileged half of otpgate: pam_otpgate.so
-// and the otpgate command exec it with a socketpair on its standard input
-// and output. It is installed root-owned and setuid root; see
-// internal/helper for what it does in each mode.
+// execs it (as root) with a socketpair on its standard input and output,
+// and so does otpgate-launch-helper, the small setuid-root C program
+// through which a normal user reaches it. See internal/helper for what it
+// does in each mode.
+//
+// It is not setuid itself and refuses to run as one: a setuid Go program
+// reads its caller's environment (GODEBUG, TZ, ...) in the runtime and in
+// package initialisation, before main can clear it. The launcher clears
+// the environment, resets what else the caller controls, becomes wholly
+// root and passes the caller's uid as --self-uid=UID.
 package main
 
 import (
+	"fmt"
 	"os"
-	"os/signal"
+	"strconv"
+	"strings"
 	"syscall"
 
 	"github.com/otpgate/otpgate/internal/authlog"
 	"github.com/otpgate/otpgate/internal/config"
+	"github.com/otpgate/otpgate/internal/harden"
 	"github.com/otpgate/otpgate/internal/helper"
 )
 
@@ -18,28 +28,59 @@ import (
 // (-ldflags -X main.selfConfig=...); nothing at run time can.
 var selfConfig = config.DefaultPath
 
+// selfUIDFlag is how otpgate-launch-helper names the user it serves.
+const selfUIDFlag = "--self-uid="
+
 func main() {
-	uid := syscall.Getuid()
-	// Files and directories the helper makes are 0600 and 0700 whatever
-	// the caller's umask.
-	syscall.Umask(0o077)
-	if uid != 0 {
-		// Reached through the setuid bit: nothing the caller set counts.
-		os.Clearenv()
-		// The caller chose the resource limits. A file-size limit must
-		// make a write fail (and the attempt be denied), not kill the
-		// helper between two writes of one attempt.
-		signal.Ignore(syscall.SIGXFSZ)
-		syscall.Setrlimit(syscall.RLIMIT_FSIZE, &syscall.Rlimit{Cur: ^uint64(0), Max: ^uint64(0)})
+	log := authlog.Open("otpgate", nil)
+	if err := harden.Process(); err != nil {
+		refuse(log, "cannot reset the process it was started with: "+err.Error())
+	}
+	caller, err := callerUID(os.Args)
+	if err != nil {
+		refuse(log, err.Error())
 	}
 	// Standard input and output are the same socket.
 	c, err := helper.SocketFile(0, "standard input")
 	if err != nil {
-		os.Stderr.WriteString("otpgate-helper: standard input is not a socket; this program is run by pam_otpgate.so and otpgate\n")
-		os.Exit(2)
+		refuse(log, "standard input is not a socket; this program is run by pam_otpgate.so and otpgate")
 	}
-	log := authlog.Open("otpgate", nil)
-	code := helper.Run(c, helper.Options{RealUID: uid, SelfConfig: selfConfig, Passwd: "/etc/passwd", Log: log})
+	code := helper.Run(c, helper.Options{Caller: caller, SelfConfig: selfConfig, Passwd: "/etc/passwd", Log: log})
 	log.Close()
 	os.Exit(code)
+}
+
+// callerUID decides whom the helper serves: 0 (trusted mode) when root
+// ran it with no argument, the uid after --self-uid= (self mode) when
+// otpgate-launch-helper ran it for a normal user.
+func callerUID(args []string) (int, error) {
+	ruid, euid := syscall.Getuid(), syscall.Geteuid()
+	if ruid != euid {
+		return 0, fmt.Errorf("runs with real uid %d and effective uid %d: otpgate-helper must not be setuid (chmod u-s it); the setuid program is otpgate-launch-helper", ruid, euid)
+	}
+	if euid != 0 {
+		return 0, fmt.Errorf("runs as uid %d: otpgate-helper is run as root by pam_otpgate.so, or through otpgate-launch-helper", euid)
+	}
+	switch {
+	case len(args) == 1:
+		return 0, nil
+	case len(args) == 2 && strings.HasPrefix(args[1], selfUIDFlag):
+		s := args[1][len(selfUIDFlag):]
+		uid, err := strconv.ParseUint(s, 10, 31)
+		if err != nil || uid == 0 || s[0] == '0' {
+			return 0, fmt.Errorf("bad argument %q: want %sUID, a uid other than 0", args[1], selfUIDFlag)
+		}
+		return int(uid), nil
+	}
+	return 0, fmt.Errorf("unexpected arguments %q; this program is run by pam_otpgate.so and otpgate", args[1:])
+}
+
+// refuse logs why the helper will not serve, tells whoever ran it, and
+// exits: the module and otpgate take a helper that exits without a
+// verdict as a denial.
+func refuse(log *authlog.Logger, why string) {
+	log.Notice("helper: " + why + "; denying")
+	fmt.Fprintf(os.Stderr, "otpgate-helper: %s\n", why)
+	log.Close()
+	os.Exit(2)
 }

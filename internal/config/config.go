@@ -87,13 +87,18 @@ type file struct {
 	} `toml:"enroll"`
 }
 
-// Load reads the config at path. A missing file gives Default. The file
+// Load reads the config at path. A missing file gives Default only at
+// DefaultPath; a file named explicitly (--config, config=) that does not
+// exist is an error, not a silent fall back to the defaults. The file
 // must be a regular file owned by root (or the effective uid) and not
 // writable by group or others: it decides who may log in.
 func Load(path string) (Config, error) {
 	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	if errors.Is(err, unix.ENOENT) {
-		return Default(), nil
+		if path == DefaultPath {
+			return Default(), nil
+		}
+		return Config{}, fmt.Errorf("config: %s does not exist; create it, or fix the path (only the default %s may be absent)", path, DefaultPath)
 	}
 	if errors.Is(err, unix.ELOOP) {
 		return Config{}, fmt.Errorf("config: %s is a symbolic link; point --config at the real file", path)

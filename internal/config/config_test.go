@@ -50,18 +50,24 @@ func loadWithin(t *testing.T, path string) (Config, error) {
 	}
 }
 
+// TestLoadMissing: only the default path may be absent (then the
+// defaults apply); a missing file named explicitly is an error that names
+// it.
 func TestLoadMissing(t *testing.T) {
 	dir := t.TempDir()
 	for _, path := range []string{
 		filepath.Join(dir, "config.toml"),
 		filepath.Join(dir, "no", "such", "dir", "config.toml"),
 	} {
-		c, err := Load(path)
-		if err != nil {
-			t.Errorf("Load(%s): %v, want the defaults", path, err)
+		_, err := Load(path)
+		if err == nil || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "does not exist") {
+			t.Errorf("Load(%s): %v, want an error naming the missing file", path, err)
 		}
-		if c != Default() {
-			t.Errorf("Load(%s) = %+v, want %+v", path, c, Default())
+	}
+	if _, err := os.Stat(DefaultPath); errors.Is(err, os.ErrNotExist) {
+		c, err := Load(DefaultPath)
+		if err != nil || c != Default() {
+			t.Errorf("Load(%s) with no file: %+v, %v; want the defaults", DefaultPath, c, err)
 		}
 	}
 }

@@ -4,17 +4,23 @@
 // request frame (see internal/protocol), and it answers with prompts,
 // messages and a verdict.
 //
-// The helper decides whom it serves by its real uid alone:
+// The helper decides whom it serves by the caller's uid alone, which
+// cmd/otpgate-helper takes from the kernel and the launcher, never from
+// the request:
 //
-//   - real uid 0, trusted mode: exec'd by the PAM module (which makes a
-//     setuid-root host such as sudo wholly root first). The request's user
-//     and pam.d arguments, config= among them, count.
-//   - any other real uid, self mode: a normal user reached the helper
-//     through its setuid bit. It acts only for the account of that uid
-//     (looked up in /etc/passwd), always reads the default config, takes
-//     no path from the request, and offers status, verify, enroll and
-//     backup-codes. It never reveals a stored secret, never resets the
-//     failure count, and every code it checks counts against the lockout.
+//   - caller 0, trusted mode: exec'd as root by the PAM module in a root
+//     host (which makes a setuid-root host such as sudo wholly root
+//     first). The request's user and pam.d arguments, config= among them,
+//     count.
+//   - any other caller, self mode: a normal user reached the helper
+//     through otpgate-launch-helper, the setuid launcher (the otpgate
+//     command, sshcheck, or the PAM module in a host that runs as the
+//     user, such as a screen locker). It acts only for the account of that
+//     uid (looked up in /etc/passwd), always reads the default config,
+//     takes no path from the request, and offers status, verify,
+//     authenticate, enroll and backup-codes. It never reveals a stored
+//     secret, never resets the failure count, and every code it checks
+//     counts against the lockout.
 //
 // Every wait is bounded: the helper gives up on an answer after its
 // timeout and denies. The process exits 0 only after it sent a verdict.
@@ -46,7 +52,7 @@ const (
 // Options are the helper's fixed inputs, set by cmd/otpgate-helper; none
 // of them comes from the request.
 type Options struct {
-	RealUID    int              // syscall.Getuid(): 0 is trusted mode, anything else self mode
+	Caller     int              // the uid served: 0 is trusted mode, anything else self mode for that uid
 	SelfConfig string           // the config read in self mode (config.DefaultPath)
 	Passwd     string           // the passwd file self mode looks the uid up in ("/etc/passwd")
 	Log        *authlog.Logger  // nil drops the log lines
@@ -71,7 +77,7 @@ func Run(c Conn, o Options) int {
 		return 1
 	}
 	var verdict string
-	if o.RealUID == 0 {
+	if o.Caller == 0 {
 		verdict = trusted(s, req, o)
 	} else {
 		verdict = self(s, req, o)

@@ -158,7 +158,7 @@ func (f *fixture) pam(t *testing.T, user string, ui UI, args ...string) string {
 	t.Helper()
 	req := protocol.Request{Op: protocol.OpAuthenticate, User: user, Service: "test",
 		Args: append([]string{"config=" + f.config}, args...)}
-	v, exit := f.run(t, Options{RealUID: 0}, req, ui)
+	v, exit := f.run(t, Options{Caller: 0}, req, ui)
 	if exit != 0 {
 		t.Fatalf("helper exit status %d after verdict %s", exit, v)
 	}
@@ -289,7 +289,7 @@ func TestTrustedBadSetup(t *testing.T) {
 		t.Errorf("bad config: %s", v)
 	}
 	// Only the PAM module's operation in trusted mode.
-	v, _ := f.run(t, Options{RealUID: 0}, protocol.Request{Op: protocol.OpStatus, User: "alice"}, &script{})
+	v, _ := f.run(t, Options{Caller: 0}, protocol.Request{Op: protocol.OpStatus, User: "alice"}, &script{})
 	if v != protocol.ResultServiceErr {
 		t.Errorf("status in trusted mode: %s", v)
 	}
@@ -352,7 +352,7 @@ func selfFixture(t *testing.T, extra string) (*fixture, Options) {
 	f := newFixture(t, extra)
 	passwd := filepath.Join(f.dir, "passwd")
 	os.WriteFile(passwd, []byte("root:x:0:0::/root:/bin/sh\n+nis:x:4242:1::/:\ncarol:x:4242:4242::/home/carol:/bin/sh\n"), 0o644)
-	return f, Options{RealUID: 4242, SelfConfig: f.config, Passwd: passwd}
+	return f, Options{Caller: 4242, SelfConfig: f.config, Passwd: passwd}
 }
 
 func (f *fixture) self(t *testing.T, o Options, req protocol.Request, ui UI) string {
@@ -487,12 +487,12 @@ func TestSelfRefuses(t *testing.T) {
 		req  protocol.Request
 		want string
 	}{
-		"another user":   {protocol.Request{Op: protocol.OpStatus, User: "alice"}, protocol.ResultAuthErr},
-		"config arg":     {protocol.Request{Op: protocol.OpStatus, Args: []string{"config=/tmp/x.toml"}}, protocol.ResultServiceErr},
-		"nullok arg":     {protocol.Request{Op: protocol.OpVerify, Args: []string{"nullok"}}, protocol.ResultServiceErr},
-		"authenticate":   {protocol.Request{Op: protocol.OpAuthenticate, User: "carol"}, protocol.ResultServiceErr},
-		"not enrolled":   {protocol.Request{Op: protocol.OpVerify}, protocol.ResultAuthErr},
-		"no backup left": {protocol.Request{Op: protocol.OpBackupCodes}, protocol.ResultAuthErr},
+		"another user":              {protocol.Request{Op: protocol.OpStatus, User: "alice"}, protocol.ResultAuthErr},
+		"config arg":                {protocol.Request{Op: protocol.OpStatus, Args: []string{"config=/tmp/x.toml"}}, protocol.ResultServiceErr},
+		"nullok arg":                {protocol.Request{Op: protocol.OpVerify, Args: []string{"nullok"}}, protocol.ResultServiceErr},
+		"authenticate another user": {protocol.Request{Op: protocol.OpAuthenticate, User: "alice"}, protocol.ResultAuthErr},
+		"not enrolled":              {protocol.Request{Op: protocol.OpVerify}, protocol.ResultAuthErr},
+		"no backup left":            {protocol.Request{Op: protocol.OpBackupCodes}, protocol.ResultAuthErr},
 	} {
 		ui := &script{answers: []string{"123456"}}
 		if v := f.self(t, o, c.req, ui); v != c.want {
@@ -500,9 +500,55 @@ func TestSelfRefuses(t *testing.T) {
 		}
 	}
 	// A uid that is not in the passwd file gets nothing.
-	o.RealUID = 4343
+	o.Caller = 4343
 	if v := f.self(t, o, protocol.Request{Op: protocol.OpStatus}, &script{}); v != protocol.ResultAuthErr {
 		t.Errorf("unknown uid: %s", v)
+	}
+}
+
+// TestSelfAuthenticate is finding 7(a) of the attack review: a PAM host
+// that runs as the user (a screen locker) gets the user's own account
+// checked, with the same counting and lockout as a login through a root
+// host, and a config= argument it passes is not honoured.
+func TestSelfAuthenticate(t *testing.T) {
+	f, o := selfFixture(t, "[lockout]\nmax_failures = 2\n")
+	secret, _ := f.enroll(t, "carol")
+	o.Now = func() time.Time { return f.now }
+	auth := func(answer string, args ...string) (string, *script) {
+		ui := &script{answers: []string{answer}}
+		req := protocol.Request{Op: protocol.OpAuthenticate, User: "carol", Service: "xscreensaver", Args: args}
+		return f.self(t, o, req, ui), ui
+	}
+	good := f.code(t, secret, 0)
+	if v, ui := auth(good, "config=/nonexistent/config.toml"); v != protocol.ResultSuccess {
+		t.Fatalf("right code: %s %q", v, ui.messages)
+	}
+	if v, _ := auth(good); v != protocol.ResultAuthErr {
+		t.Fatalf("replayed code: %s", v)
+	}
+	if v, ui := auth("000000"); v != protocol.ResultMaxTries || !ui.said("locked until") {
+		t.Fatalf("second wrong code: %s %q", v, ui.messages)
+	}
+	if v, _ := auth(f.code(t, secret, 30*time.Second)); v != protocol.ResultMaxTries {
+		t.Fatalf("right code while locked: %s", v)
+	}
+	st, err := f.store.ReadState("carol")
+	if err != nil || st.Failures != 2 || st.LockedUntil.IsZero() {
+		t.Fatalf("state %+v %v, want 2 failures and a lock", st, err)
+	}
+}
+
+// TestExplicitConfigMissing is finding 7(b): a config= path that does not
+// exist is a setup error that denies, not a fall back to the defaults.
+func TestExplicitConfigMissing(t *testing.T) {
+	f := newFixture(t, "")
+	secret, _ := f.enroll(t, "alice")
+	req := protocol.Request{Op: protocol.OpAuthenticate, User: "alice", Service: "test",
+		Args: []string{"config=" + filepath.Join(f.dir, "missing.toml")}}
+	ui := &script{answers: []string{f.code(t, secret, 0)}}
+	v, _ := f.run(t, Options{Caller: 0, Now: func() time.Time { return f.now }}, req, ui)
+	if v != protocol.ResultAuthErr || len(ui.prompts) != 0 || !ui.said(setupErrMsg) || ui.said(notEnrolledMsg) {
+		t.Fatalf("missing config=: %s, prompts %q, messages %q; want auth_err and the setup error before any prompt", v, ui.prompts, ui.messages)
 	}
 }
 

@@ -37,16 +37,19 @@ const confirmTries = 3
 // self serves a normal user, for their own account only.
 func self(s *session, req protocol.Request, o Options) string {
 	s.timeout = SelfTimeout
-	acct, err := passwd.LookupUID(o.Passwd, o.RealUID)
+	acct, err := passwd.LookupUID(o.Passwd, o.Caller)
 	name := acct.Name
 	if err != nil {
-		s.fail("cannot find your account (uid %d) in %s: %v", o.RealUID, o.Passwd, err)
+		s.fail("cannot find your account (uid %d) in %s: %v", o.Caller, o.Passwd, err)
 		return protocol.ResultAuthErr
 	}
 	if keystore.ValidUser(name) != nil || (req.User != "" && req.User != name) {
 		s.fail("otpgate-helper acts only for your own account, %s; ask an administrator for another", name)
 		logLine(o.Log, name, "self", "", "refused", "reason=other-user")
 		return protocol.ResultAuthErr
+	}
+	if req.Op == protocol.OpAuthenticate {
+		return selfAuthenticate(s, req, name, o)
 	}
 	noConfirm := false
 	for _, a := range req.Args {
@@ -77,6 +80,31 @@ func self(s *session, req protocol.Request, o Options) string {
 	}
 	s.fail("operation %q is for the PAM module only", req.Op)
 	return protocol.ResultServiceErr
+}
+
+// selfAuthenticate serves the PAM module in a host that runs as the user
+// (a screen locker, pamtester run for one's own account): the same prompt,
+// counting and lockout as a login through a root host. The pam.d
+// arguments count except config=, which self mode never honours: it reads
+// the default config like every other self-mode operation.
+func selfAuthenticate(s *session, req protocol.Request, name string, o Options) string {
+	s.silent = req.Silent
+	a, err := parseArgs(req.Args)
+	if err != nil {
+		o.Log.Notice("helper: pam.d arguments: " + err.Error() + "; denying")
+		return protocol.ResultServiceErr
+	}
+	s.timeout = a.timeout
+	cfg, err := config.Load(o.SelfConfig)
+	if err != nil {
+		logLine(o.Log, name, selfService(req.Service), req.RHost, "error", fmt.Sprintf("reason=config-error error=%q", err.Error()))
+		s.fail("%s", setupErrMsg)
+		return protocol.ResultAuthErr
+	}
+	// What the host says of itself is the user's to choose: the log line
+	// marks it as such.
+	req.User, req.Service = name, selfService(req.Service)
+	return authenticate(s, req, a, cfg, o)
 }
 
 type selfOp struct {

@@ -18,6 +18,9 @@ const (
 	DefaultPrompt     = "Verification code: "
 	ForwardPassPrompt = "Password & verification code: "
 	notEnrolledMsg    = "no verification code is set up for this account; ask an administrator"
+	// setupErrMsg is said for every denial that is otpgate's fault (a
+	// config or store error, a failed write); the log line has the cause.
+	setupErrMsg = "otpgate could not check the code on this host (the reason is in the system log); ask an administrator"
 )
 
 // backupWarn is the number of backup codes left at or under which a login
@@ -50,8 +53,17 @@ func trusted(s *session, req protocol.Request, o Options) string {
 	cfg, err := config.Load(path)
 	if err != nil {
 		logLine(o.Log, user, req.Service, req.RHost, "error", fmt.Sprintf("reason=config-error error=%q", err.Error()))
+		s.fail("%s", setupErrMsg)
 		return protocol.ResultAuthErr
 	}
+	return authenticate(s, req, a, cfg, o)
+}
+
+// authenticate asks for the code of req.User and checks it: the PAM
+// module's request, in trusted mode and (for a host that runs as the
+// user, such as a screen locker) in self mode.
+func authenticate(s *session, req protocol.Request, a pamArgs, cfg config.Config, o Options) string {
+	user := req.User
 	store := keystore.New(cfg.Store)
 	u, err := store.ReadUser(user)
 	if errors.Is(err, keystore.ErrNotEnrolled) {
@@ -59,6 +71,7 @@ func trusted(s *session, req protocol.Request, o Options) string {
 	}
 	if err != nil {
 		logLine(o.Log, user, req.Service, req.RHost, "error", fmt.Sprintf("reason=store-error error=%q", err.Error()))
+		s.fail("%s", setupErrMsg)
 		return protocol.ResultAuthErr
 	}
 
@@ -70,6 +83,8 @@ func trusted(s *session, req protocol.Request, o Options) string {
 	default:
 		prompt = DefaultPrompt
 	}
+	// The answer comes first and the user's lock after it (in Verify):
+	// no lock is ever held while waiting for a person.
 	answer, err := s.ask(prompt, false)
 	defer clear(answer)
 	if err != nil {
@@ -111,6 +126,8 @@ func verdict(s *session, r verify.Result, notEnrolled func() string) string {
 		return protocol.ResultAuthErr
 	case verify.NotEnrolled:
 		return notEnrolled()
+	case verify.Failed:
+		s.fail("%s", setupErrMsg)
 	}
 	return protocol.ResultAuthErr
 }
