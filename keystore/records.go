@@ -2,7 +2,9 @@ package keystore
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/base32"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
@@ -21,6 +23,12 @@ const FormatVersion = 1
 // MinSecretBytes is the shortest secret accepted: 128 bits (RFC 4226
 // section 4 asks for at least that; otpgate makes 160).
 const MinSecretBytes = 16
+
+// StateFileSize is the size of every state file otpgate writes: the
+// content, then a comment line that pads it. A write's size then never
+// depends on the attempt's outcome, so no file-size limit or nearly full
+// disk can let the write of one verdict through and fail another's.
+const StateFileSize = 512
 
 // maxBackupCodes bounds the hashes in one user file, and so the argon2id
 // work one login can cause.
@@ -42,6 +50,18 @@ type State struct {
 	LastStep    int64     // last accepted TOTP step; 0 when none
 	LastSuccess time.Time
 	LastFailure time.Time
+}
+
+// Fingerprint identifies an enrollment: the secret, its parameters and
+// when it was made (not the backup codes, which a login may spend). A
+// change that must not overwrite a newer enrollment (a user's pending
+// re-enrollment, a new set of backup codes) is made only if the
+// fingerprint is still the one its code was checked against.
+func (u User) Fingerprint() string {
+	h := sha256.New()
+	fmt.Fprintf(h, "%s/%d/%d/%d/", u.Params.Algorithm, u.Params.Digits, u.Params.Period, u.Created.Unix())
+	h.Write(u.Secret)
+	return hex.EncodeToString(h.Sum(nil))
 }
 
 type userFile struct {
@@ -257,7 +277,26 @@ func MarshalState(st State) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return encode(f)
+	data, err := encode(f)
+	if err != nil {
+		return nil, err
+	}
+	return pad(data, StateFileSize)
+}
+
+// pad appends a comment line that makes data exactly size bytes.
+func pad(data []byte, size int) ([]byte, error) {
+	const head = "# padding: every state file is the same size\n"
+	n := size - len(data) - len(head) - 2 // "#" ... "\n"
+	if n < 0 {
+		return nil, fmt.Errorf("state is %d bytes, over the file size %d", len(data), size)
+	}
+	out := make([]byte, 0, size)
+	out = append(out, data...)
+	out = append(out, head...)
+	out = append(out, '#')
+	out = append(out, bytes.Repeat([]byte{' '}, n)...)
+	return append(out, '\n'), nil
 }
 
 func encode(v any) ([]byte, error) {

@@ -2,6 +2,7 @@ package keystore
 
 import (
 	"bytes"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -149,4 +150,30 @@ func manyHashes(n int) []string {
 		h[i] = testHash1
 	}
 	return h
+}
+
+// TestStateFileSize: every state file is StateFileSize bytes, whatever it
+// holds, so that the write of a success and of a failure (with or without
+// a lock) are the same size and a file-size limit or a nearly full disk
+// cannot fail one and not the other. The padding reads back as nothing.
+func TestStateFileSize(t *testing.T) {
+	big := time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC)
+	for _, st := range []State{
+		{},
+		{Failures: 1, LastFailure: big},
+		{Failures: 100, LockedUntil: big, LastFailure: big, LastSuccess: big, LastStep: math.MaxInt64},
+		{LastStep: 59_999_999, LastSuccess: big},
+	} {
+		data, err := MarshalState(st)
+		if err != nil {
+			t.Fatalf("MarshalState(%+v): %v", st, err)
+		}
+		if len(data) != StateFileSize {
+			t.Errorf("MarshalState(%+v) is %d bytes, want %d", st, len(data), StateFileSize)
+		}
+		back, err := ParseState(data)
+		if err != nil || back != st {
+			t.Errorf("ParseState(MarshalState(%+v)) = %+v, %v", st, back, err)
+		}
+	}
 }

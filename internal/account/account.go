@@ -29,6 +29,11 @@ const lockWait = 10 * time.Second
 // permission to replace it.
 var ErrEnrolled = errors.New("already enrolled")
 
+// ErrChanged is returned when the enrollment changed (an administrator
+// reset or replaced it) after the code that allowed the change was
+// checked.
+var ErrChanged = errors.New("the enrollment changed since the code was checked")
+
 // ErrCodeMismatch is returned when the confirmation code does not match.
 var ErrCodeMismatch = errors.New("the code does not match the new secret")
 
@@ -95,6 +100,12 @@ func (m *Manager) CheckCode(e *Enrollment, code string) (int64, bool) {
 type SaveOptions struct {
 	Replace bool   // replace an existing secret (root's --force)
 	Confirm string // when set, a current code of the new secret, checked before saving
+	// IfUnchanged, when set, is the fingerprint (keystore.User.Fingerprint)
+	// of the enrollment a current code was checked against: the secret is
+	// replaced only if that enrollment is still the one stored, under the
+	// lock, so a user's pending re-enrollment cannot overwrite an
+	// administrator's reset or new enrollment made meanwhile.
+	IfUnchanged string
 }
 
 // Save writes the enrollment with a new set of backup codes and returns
@@ -107,8 +118,10 @@ func (m *Manager) Save(e *Enrollment, opts SaveOptions) ([]string, error) {
 		return nil, err
 	}
 	defer lock.Unlock()
-	_, err = lock.ReadUser()
+	old, err := lock.ReadUser()
 	switch {
+	case opts.IfUnchanged != "" && (err != nil || old.Fingerprint() != opts.IfUnchanged):
+		return nil, ErrChanged
 	case err == nil && !opts.Replace:
 		return nil, ErrEnrolled
 	case err != nil && !errors.Is(err, keystore.ErrNotEnrolled) && !opts.Replace:
@@ -147,25 +160,27 @@ func (m *Manager) newCodes() (codes, hashes []string, err error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	hashes = make([]string, len(codes))
-	for i, c := range codes {
-		norm, _ := backupcode.Normalize(c)
-		if hashes[i], err = backupcode.Hash(norm); err != nil {
-			return nil, nil, err
-		}
+	hashes, err = backupcode.HashSet(codes)
+	if err != nil {
+		return nil, nil, err
 	}
 	return codes, hashes, nil
 }
 
 // NewBackupCodes replaces user's backup codes with a new set and returns
-// it in clear. The old codes stop working; the failure count stays.
-func (m *Manager) NewBackupCodes(user string) ([]string, error) {
+// it in clear. The old codes stop working; the failure count stays. When
+// ifUnchanged is not "", the enrollment must still have that fingerprint
+// (see SaveOptions.IfUnchanged), else ErrChanged.
+func (m *Manager) NewBackupCodes(user, ifUnchanged string) ([]string, error) {
 	lock, err := m.Store.Lock(user, lockWait)
 	if err != nil {
 		return nil, err
 	}
 	defer lock.Unlock()
 	u, err := lock.ReadUser()
+	if ifUnchanged != "" && (err != nil || u.Fingerprint() != ifUnchanged) {
+		return nil, ErrChanged
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -120,3 +120,39 @@ func TestKeyURI(t *testing.T) {
 		t.Errorf("KeyURI:\n got %s\nwant %s", got, want)
 	}
 }
+
+// TestIfUnchanged: a change conditioned on the fingerprint of the
+// enrollment a code was checked against is refused once an administrator
+// replaced or removed that enrollment.
+func TestIfUnchanged(t *testing.T) {
+	m := newManager(t)
+	en, _ := m.NewEnrollment("alice")
+	if _, err := m.Save(en, SaveOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	u, _ := m.Store.ReadUser("alice")
+	fp := u.Fingerprint()
+	if _, err := m.NewBackupCodes("alice", fp); err != nil {
+		t.Fatalf("unchanged enrollment: %v", err)
+	}
+	en2, _ := m.NewEnrollment("alice")
+	if _, err := m.Save(en2, SaveOptions{Replace: true}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.NewBackupCodes("alice", fp); !errors.Is(err, ErrChanged) {
+		t.Fatalf("backup codes after a re-enrollment: %v, want ErrChanged", err)
+	}
+	en3, _ := m.NewEnrollment("alice")
+	if _, err := m.Save(en3, SaveOptions{Replace: true, IfUnchanged: fp}); !errors.Is(err, ErrChanged) {
+		t.Fatalf("replace after a re-enrollment: %v, want ErrChanged", err)
+	}
+	if err := m.Reset("alice"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Save(en3, SaveOptions{Replace: true, IfUnchanged: fp}); !errors.Is(err, ErrChanged) {
+		t.Fatalf("replace after a reset: %v, want ErrChanged", err)
+	}
+	if _, err := m.Store.ReadUser("alice"); err == nil {
+		t.Fatal("the reset was undone")
+	}
+}

@@ -2,9 +2,14 @@
 // their argon2id hashes.
 //
 // A code is 10 characters of Crockford base32 (50 bits from crypto/rand),
-// shown as XXXXX-XXXXX. Only argon2id hashes are stored, each with its own
-// 16-byte salt, in the PHC string form
-// $argon2id$v=19$m=<KiB>,t=<passes>,p=<lanes>$<salt>$<hash>.
+// shown as XXXXX-XXXXX. Only argon2id hashes are stored, in the PHC string
+// form $argon2id$v=19$m=<KiB>,t=<passes>,p=<lanes>$<salt>$<hash>.
+//
+// The codes of one set share one random 16-byte salt (HashSet), so that
+// checking a typed code costs one argon2id hash however many codes are
+// left: the hash of the input under that salt is compared with every
+// stored hash. Older files hold one salt per code; Find reads them too, at
+// one hash per distinct salt, until the user's next set of codes.
 package backupcode
 
 import (
@@ -24,10 +29,10 @@ const Alphabet = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 // Length is the number of characters in a code, without the dash.
 const Length = 10
 
-// Hash parameters. One check costs about 10 ms and 8 MiB on a 2020s server
-// core (see BenchmarkCheck): a login tries each stored hash, so ten codes
-// stay well under a second, while a stolen user file still costs an
-// attacker 2^50 of these per code.
+// Hash parameters. One hash costs about 10 ms and 8 MiB on a 2020s server
+// core (see BenchmarkCheck), once per backup-code attempt, while a stolen
+// user file still costs an attacker 2^50 of them for a set of ten codes
+// (2^50 / 10 per code found, as the codes share a salt).
 const (
 	memoryKiB = 8 * 1024
 	passes    = 2
@@ -89,17 +94,47 @@ func Normalize(s string) (code string, ok bool) {
 	return b.String(), true
 }
 
-// Hash returns the argon2id hash of a code, which must already be
-// normalized.
+// Hash returns the argon2id hash of one code, which must already be
+// normalized, under a salt of its own. HashSet is what enrollment uses.
 func Hash(code string) (string, error) {
+	salt, err := newSalt()
+	if err != nil {
+		return "", err
+	}
+	return hashWith(code, salt), nil
+}
+
+// HashSet returns the argon2id hashes of codes (each normalized or in its
+// printed form XXXXX-XXXXX) under one fresh salt shared by the set.
+func HashSet(codes []string) ([]string, error) {
+	salt, err := newSalt()
+	if err != nil {
+		return nil, err
+	}
+	hashes := make([]string, len(codes))
+	for i, c := range codes {
+		norm, ok := Normalize(c)
+		if !ok {
+			return nil, fmt.Errorf("backup codes: %d is not a backup code", i+1)
+		}
+		hashes[i] = hashWith(norm, salt)
+	}
+	return hashes, nil
+}
+
+func newSalt() ([]byte, error) {
 	salt := make([]byte, saltLen)
 	if _, err := rand.Read(salt); err != nil {
-		return "", fmt.Errorf("backup codes: reading random bytes: %w", err)
+		return nil, fmt.Errorf("backup codes: reading random bytes: %w", err)
 	}
+	return salt, nil
+}
+
+func hashWith(code string, salt []byte) string {
 	key := argon2.IDKey([]byte(code), salt, passes, memoryKiB, lanes, keyLen)
 	enc := base64.RawStdEncoding
 	return fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s",
-		argon2.Version, memoryKiB, passes, lanes, enc.EncodeToString(salt), enc.EncodeToString(key)), nil
+		argon2.Version, memoryKiB, passes, lanes, enc.EncodeToString(salt), enc.EncodeToString(key))
 }
 
 // ErrBadHash means a stored hash is not in the form Hash writes.
@@ -137,19 +172,42 @@ func CheckHash(h string) error {
 }
 
 // Find returns the index of the hash in hashes that code (normalized)
-// matches, or -1. Every hash is computed, match or not, so the time taken
-// does not tell which code matched.
+// matches, or -1. The code is hashed once per distinct salt (once for a
+// set made by HashSet) and compared with every stored hash in constant
+// time, so the work depends on the file, never on which code matched or
+// whether one did.
 func Find(code string, hashes []string) (int, error) {
-	found := -1
+	ps := make([]parsed, len(hashes))
 	for i, h := range hashes {
 		p, err := parse(h)
 		if err != nil {
 			return -1, fmt.Errorf("backup code hash %d: %w", i+1, err)
 		}
-		key := argon2.IDKey([]byte(code), p.salt, passes, memoryKiB, lanes, keyLen)
+		ps[i] = p
+	}
+	keys := map[string][]byte{} // salt -> the code's key under it
+	found := -1
+	for i, p := range ps {
+		key, ok := keys[string(p.salt)]
+		if !ok {
+			key = argon2.IDKey([]byte(code), p.salt, passes, memoryKiB, lanes, keyLen)
+			keys[string(p.salt)] = key
+		}
 		if subtle.ConstantTimeCompare(key, p.key) == 1 && found < 0 {
 			found = i
 		}
 	}
 	return found, nil
+}
+
+// Hashes returns how many argon2id hashes Find computes for hashes: the
+// number of distinct salts.
+func Hashes(hashes []string) int {
+	salts := map[string]bool{}
+	for _, h := range hashes {
+		if p, err := parse(h); err == nil {
+			salts[string(p.salt)] = true
+		}
+	}
+	return len(salts)
 }

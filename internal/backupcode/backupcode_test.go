@@ -83,3 +83,62 @@ func BenchmarkCheck(b *testing.B) {
 		Find("ABCDE12345", []string{h})
 	}
 }
+
+// TestHashSetOneHash: a set made at enrollment shares one salt, so a
+// backup-code attempt costs one argon2id hash however many codes are
+// left; files written before that (a salt per code) still work.
+func TestHashSetOneHash(t *testing.T) {
+	codes, err := New(10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hashes, err := HashSet(codes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := Hashes(hashes); n != 1 {
+		t.Fatalf("a set of 10 costs %d hashes per attempt, want 1", n)
+	}
+	for i, c := range codes {
+		norm, _ := Normalize(c)
+		if got, err := Find(norm, hashes); err != nil || got != i {
+			t.Errorf("Find(code %d) = %d, %v", i, got, err)
+		}
+	}
+	if got, _ := Find("ZZZZZZZZZZ", hashes); got != -1 {
+		t.Errorf("wrong code found at %d", got)
+	}
+	if _, err := HashSet([]string{"not a code"}); err == nil {
+		t.Error("HashSet hashed something that is not a backup code")
+	}
+	// The old form: a salt per code, one hash each.
+	var old []string
+	for _, c := range codes[:3] {
+		norm, _ := Normalize(c)
+		h, err := Hash(norm)
+		if err != nil {
+			t.Fatal(err)
+		}
+		old = append(old, h)
+	}
+	if n := Hashes(old); n != 3 {
+		t.Fatalf("old form: %d hashes, want 3", n)
+	}
+	norm, _ := Normalize(codes[2])
+	if got, err := Find(norm, old); err != nil || got != 2 {
+		t.Errorf("old form: Find = %d, %v; want 2", got, err)
+	}
+}
+
+// BenchmarkFindSet is one backup-code attempt against a full set of ten
+// codes: one hash, about the cost of BenchmarkCheck.
+func BenchmarkFindSet(b *testing.B) {
+	codes, _ := New(10)
+	hashes, err := HashSet(codes)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		Find("ABCDE12345", hashes)
+	}
+}

@@ -73,7 +73,7 @@ func runBackupCodes(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	codes, err := e.mgr.NewBackupCodes(user)
+	codes, err := e.mgr.NewBackupCodes(user, "")
 	if errors.Is(err, keystore.ErrNotEnrolled) {
 		return withHint(deniedErr("%s is not enrolled", user), "run otpgate enroll first")
 	}

@@ -506,6 +506,52 @@ func TestSelfRefuses(t *testing.T) {
 	}
 }
 
+// TestSelfEnrollLosesToAdminChange is finding 3 of the attack review: a
+// user gives a current code, then waits at the confirmation prompt while
+// root resets the account and enrolls it again; the user's confirmation
+// must not store the pending secret over root's. The same holds for a
+// reset alone.
+func TestSelfEnrollLosesToAdminChange(t *testing.T) {
+	for _, adminEnrolls := range []bool{true, false} {
+		f, o := selfFixture(t, "")
+		o.Now = func() time.Time { return f.now }
+		old, _ := f.enroll(t, "carol")
+		var pending, admins []byte
+		ui := &promptFunc{script: &script{}, answer: func(p string) string {
+			if pending == nil {
+				return f.code(t, old, 0) // the current code
+			}
+			// At the confirmation: root resets, maybe enrolls anew.
+			if err := f.mgr().Reset("carol"); err != nil {
+				t.Fatal(err)
+			}
+			if adminEnrolls {
+				admins, _ = f.enroll(t, "carol")
+			}
+			return f.code(t, pending, 0)
+		}}
+		ui.onData = func(d Data) {
+			if d.Secret != "" {
+				pending, _ = keystore.DecodeSecret(d.Secret)
+			}
+		}
+		v := f.self(t, o, protocol.Request{Op: protocol.OpEnroll}, ui)
+		if v != protocol.ResultAuthErr || !ui.said("changed by an administrator") {
+			t.Fatalf("admin enrolls %v: self enroll after the admin's change: %s %q", adminEnrolls, v, ui.messages)
+		}
+		u, err := f.store.ReadUser("carol")
+		switch {
+		case adminEnrolls && (err != nil || string(u.Secret) != string(admins)):
+			t.Fatalf("the administrator's enrollment was overwritten (%v)", err)
+		case !adminEnrolls && !errors.Is(err, keystore.ErrNotEnrolled):
+			t.Fatalf("the administrator's reset was undone: %v", err)
+		}
+	}
+
+	// backup-codes checks the same fingerprint (there is no prompt between
+	// its code and its write: internal/account's TestIfUnchanged shows it).
+}
+
 // TestSelfAuthenticate is finding 7(a) of the attack review: a PAM host
 // that runs as the user (a screen locker) gets the user's own account
 // checked, with the same counting and lockout as a login through a root

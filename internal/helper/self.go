@@ -147,11 +147,19 @@ func (x *selfOp) status() string {
 // checks it exactly as a login does: it counts against the lockout and
 // each code works once.
 func (x *selfOp) verify(prompt string) string {
+	v, _ := x.verifyFor(prompt)
+	return v
+}
+
+// verifyFor is verify that also returns the fingerprint of the enrollment
+// the code was accepted for ("" when it was not), so that a change made
+// after more questions is made only to that enrollment.
+func (x *selfOp) verifyFor(prompt string) (string, string) {
 	answer, err := x.s.ask(prompt, false)
 	defer clear(answer)
 	if err != nil {
 		logLine(x.o.Log, x.user, x.service, "", "denied", fmt.Sprintf("reason=no-answer error=%q", err.Error()))
-		return protocol.ResultAuthErr
+		return protocol.ResultAuthErr, ""
 	}
 	v := verify.Verifier{Store: x.store, Config: x.cfg, Log: x.o.Log, Now: x.o.Now}
 	r := v.Verify(verify.Request{User: x.user, Code: string(answer), Service: x.service})
@@ -160,8 +168,12 @@ func (x *selfOp) verify(prompt string) string {
 		// names both ways to get a code set up.
 		x.s.fail("%s is not enrolled: no verification code is set up; run otpgate enroll where no code is asked, or ask an administrator", x.user)
 		return protocol.ResultAuthErr
-	})
+	}), r.Fingerprint
 }
+
+// changedMsg is said when an administrator changed the enrollment while
+// the user was answering questions.
+const changedMsg = "the enrollment of %s was changed by an administrator meanwhile; nothing was changed"
 
 // enroll makes a new secret, shows it, asks for a code of it and saves it
 // with new backup codes. Over an existing secret, a current code of the
@@ -172,12 +184,15 @@ func (x *selfOp) enroll(noConfirm bool) string {
 	if err != nil && !errors.Is(err, keystore.ErrNotEnrolled) {
 		return x.storeError(err)
 	}
+	var fingerprint string
 	if enrolled {
 		x.s.info("%s is enrolled already: a code of the current secret is needed to replace it", x.user)
-		if v := x.verify("Current verification code: "); v != protocol.ResultSuccess {
+		v, fp := x.verifyFor("Current verification code: ")
+		if v != protocol.ResultSuccess {
 			x.s.fail("the secret was not replaced")
 			return v
 		}
+		fingerprint = fp
 	}
 	en, err := x.mgr.NewEnrollment(x.user)
 	if err != nil {
@@ -187,7 +202,11 @@ func (x *selfOp) enroll(noConfirm bool) string {
 	if x.data(Data{URI: en.URI, Secret: totp.EncodeSecret(en.Secret), Digits: en.Params.Digits}) != nil {
 		return protocol.ResultAuthErr
 	}
-	opts := account.SaveOptions{Replace: enrolled}
+	// Replaced only if the secret the code was checked against is still
+	// the stored one when the new one is saved (after the confirmation,
+	// which may take minutes): an administrator's reset or enrollment
+	// meanwhile wins.
+	opts := account.SaveOptions{Replace: enrolled, IfUnchanged: fingerprint}
 	if !noConfirm {
 		code, ok := x.confirm(en)
 		if !ok {
@@ -196,8 +215,9 @@ func (x *selfOp) enroll(noConfirm bool) string {
 		opts.Confirm = code
 	}
 	codes, err := x.mgr.Save(en, opts)
-	if errors.Is(err, account.ErrEnrolled) {
-		x.s.fail("%s was enrolled meanwhile; nothing was changed", x.user)
+	if errors.Is(err, account.ErrEnrolled) || errors.Is(err, account.ErrChanged) {
+		x.s.fail(changedMsg, x.user)
+		logLine(x.o.Log, x.user, x.service, "", "refused", "reason=enrollment-changed action=enroll")
 		return protocol.ResultAuthErr
 	}
 	if err != nil {
@@ -237,10 +257,16 @@ func (x *selfOp) backupCodes() string {
 	} else if err != nil {
 		return x.storeError(err)
 	}
-	if v := x.verify("Verification code: "); v != protocol.ResultSuccess {
+	v, fp := x.verifyFor("Verification code: ")
+	if v != protocol.ResultSuccess {
 		return v
 	}
-	codes, err := x.mgr.NewBackupCodes(x.user)
+	codes, err := x.mgr.NewBackupCodes(x.user, fp)
+	if errors.Is(err, account.ErrChanged) {
+		x.s.fail(changedMsg, x.user)
+		logLine(x.o.Log, x.user, x.service, "", "refused", "reason=enrollment-changed action=backup-codes")
+		return protocol.ResultAuthErr
+	}
 	if err != nil {
 		return x.storeError(err)
 	}

@@ -1,7 +1,8 @@
-// Package verify checks one code for one user, the algorithm of the design
-// (section 3): lock the user, refuse while locked, count the attempt before
-// checking it, accept a TOTP code of a step later than the last accepted
-// one or an unused backup code, then reset or lock.
+// Package verify checks one code for one user (docs/design.md, "Verifying
+// a code"): lock the user, refuse while locked, decide the verdict with
+// work that does not depend on it, write the state the attempt leaves in
+// one durable write (the failure and, at max_failures, the lock; or the
+// success), and only then answer.
 //
 // It is the one path every front end uses: otpgate verify, the PAM helper
 // and sshcheck. Every error ends in a denial.
@@ -70,6 +71,7 @@ func (o Outcome) String() string {
 type Result struct {
 	Outcome     Outcome
 	Reason      string    // short, for logs: wrong-code, replayed, ...
+	Fingerprint string    // of the enrollment the code was checked against (keystore.User.Fingerprint), when accepted
 	Method      string    // "totp" or "backup" when accepted
 	Failures    int       // consecutive failures after this attempt
 	LockedUntil time.Time // set when Outcome is Locked, or this attempt locked the account
@@ -158,24 +160,20 @@ func (v *Verifier) verify(req Request) Result {
 		st.Failures = 0
 	}
 
-	// Count the attempt before checking it: a process killed from here
-	// on has not had a free guess.
-	st.Failures++
-	st.LastFailure = now
-	if err := lock.WriteState(st); err != nil {
-		return fail("state-write-error", err)
-	}
-
+	// Decide. The work does not depend on the outcome: every step of the
+	// window is computed and compared, a backup code costs one hash.
 	r := Result{Outcome: Denied, Reason: "wrong-code", BackupLeft: len(user.BackupHashes)}
+	var step int64
+	spend := -1 // the backup code to spend
 	kind, code := Classify(req.Code, user.Params.Digits)
 	switch kind {
 	case kindTOTP:
-		step, ok, replayed, err := totp.Match(user.Secret, code, now, v.Config.Window, st.LastStep, user.Params)
+		s, ok, replayed, err := totp.Match(user.Secret, code, now, v.Config.Window, st.LastStep, user.Params)
 		if err != nil {
 			return fail("totp-error", err)
 		}
 		if ok {
-			st.LastStep = step
+			step = s
 			r = Result{Outcome: Accepted, Method: "totp", BackupLeft: len(user.BackupHashes)}
 		} else if replayed {
 			r.Reason = "replayed"
@@ -186,30 +184,49 @@ func (v *Verifier) verify(req Request) Result {
 			return fail("store-error", fmt.Errorf("keystore: %s: %w", v.Store.UserPath(req.User), err))
 		}
 		if i >= 0 {
-			// Spend the code before reporting success.
-			user.BackupHashes = append(user.BackupHashes[:i:i], user.BackupHashes[i+1:]...)
-			if err := lock.WriteUser(user); err != nil {
-				return fail("user-write-error", err)
-			}
-			r = Result{Outcome: Accepted, Method: "backup", BackupLeft: len(user.BackupHashes)}
+			spend = i
+			r = Result{Outcome: Accepted, Method: "backup", BackupLeft: len(user.BackupHashes) - 1}
 		}
 	default:
 		r.Reason = "malformed-code"
 	}
 
+	if spend >= 0 {
+		// Spend the code before anything can report success. If that
+		// write fails, the attempt is answered and counted like a wrong
+		// code: a failure here must not look different from one.
+		fp := user.Fingerprint()
+		user.BackupHashes = append(user.BackupHashes[:spend:spend], user.BackupHashes[spend+1:]...)
+		if err := lock.WriteUser(user); err != nil {
+			r = Result{Outcome: Denied, Reason: "backup-spend-error", BackupLeft: len(user.BackupHashes) + 1, Err: err}
+		} else {
+			r.Fingerprint = fp
+		}
+	} else if r.Outcome == Accepted {
+		r.Fingerprint = user.Fingerprint()
+	}
+
+	// The one write of the attempt: everything it changes.
 	if r.Outcome == Accepted {
 		st.Failures = 0
 		st.LastFailure = time.Time{}
 		st.LastSuccess = now
-	} else if st.Failures >= v.Config.MaxFailures {
-		st.LockedUntil = now.Add(v.Config.LockDuration)
-		r.LockedUntil = st.LockedUntil
+		if r.Method == "totp" {
+			st.LastStep = step
+		}
+	} else {
+		st.Failures++
+		st.LastFailure = now
+		if st.Failures >= v.Config.MaxFailures {
+			st.LockedUntil = now.Add(v.Config.LockDuration)
+			r.LockedUntil = st.LockedUntil
+		}
 	}
 	r.Failures = st.Failures
-	if r.Outcome == Accepted || !r.LockedUntil.IsZero() {
-		if err := lock.WriteState(st); err != nil {
-			return fail("state-write-error", err)
-		}
+	if err := lock.WriteState(st); err != nil {
+		// A right and a wrong code alike: nothing is answered but a
+		// denial, and nothing was counted or accepted.
+		return fail("state-write-error", err)
 	}
 	return r
 }
