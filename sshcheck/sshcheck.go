@@ -117,8 +117,8 @@ func Run(o Options) error {
 		// The helper logs every attempt it sees; these never reached it.
 		// (sshd drops a subsystem's standard error: for sftp this line is
 		// the only trace of why.)
-		o.Log.Notice(fmt.Sprintf("user=%s service=%s rhost=%s outcome=denied reason=%q", c.user, Service,
-			nameOr(rhost(o.Environ), "-"), strings.TrimPrefix(err.Error(), "denied: ")))
+		o.Log.Notice(authlog.Fields("user", c.user, "service", Service, "rhost", nameOr(rhost(o.Environ), "-"),
+			"outcome", "denied", "reason", "not-checked", "error", strings.TrimPrefix(err.Error(), "denied: ")))
 	}
 	return err
 }

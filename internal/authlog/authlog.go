@@ -44,11 +44,12 @@ type Logger struct {
 // Open connects to the local syslog as tag ("otpgate"). fallback, which
 // may be nil, receives the lines when there is no syslog.
 func Open(tag string, fallback io.Writer) *Logger {
-	return dial(DefaultSocket, tag, fallback)
+	return Dial(DefaultSocket, tag, fallback)
 }
 
-// dial is Open with another socket path.
-func dial(path, tag string, fallback io.Writer) *Logger {
+// Dial is Open with another socket path (a path where nothing listens
+// sends every line to fallback).
+func Dial(path, tag string, fallback io.Writer) *Logger {
 	l := &Logger{fd: -1, tag: tag, fallback: fallback}
 	for _, typ := range []int{unix.SOCK_DGRAM, unix.SOCK_STREAM} {
 		fd, err := unix.Socket(unix.AF_UNIX, typ|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)

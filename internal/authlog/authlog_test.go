@@ -16,7 +16,7 @@ func TestSyslogAuthpriv(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	l := dial(sock, "otpgate", nil)
+	l := Dial(sock, "otpgate", nil)
 	defer l.Close()
 	l.Info("user=alice outcome=accepted")
 	l.Notice("user=alice outcome=denied rhost=evil\nuser=root outcome=accepted")
@@ -42,13 +42,13 @@ func TestSyslogAuthpriv(t *testing.T) {
 
 func TestNoSyslogFallsBack(t *testing.T) {
 	var b bytes.Buffer
-	l := dial(filepath.Join(t.TempDir(), "missing"), "otpgate", &b)
+	l := Dial(filepath.Join(t.TempDir(), "missing"), "otpgate", &b)
 	l.Notice("user=alice outcome=denied")
 	if b.String() != "otpgate: log: user=alice outcome=denied\n" {
 		t.Errorf("fallback got %q", b.String())
 	}
 	// No syslog and no fallback: the line is dropped, nothing breaks.
-	dial(filepath.Join(t.TempDir(), "missing"), "otpgate", nil).Info("x")
+	Dial(filepath.Join(t.TempDir(), "missing"), "otpgate", nil).Info("x")
 	var nilLogger *Logger
 	nilLogger.Info("x")
 }
@@ -63,7 +63,7 @@ func TestFullSocketDoesNotHang(t *testing.T) {
 	}
 	defer conn.Close() // never read
 	var b bytes.Buffer
-	l := dial(sock, "otpgate", &b)
+	l := Dial(sock, "otpgate", &b)
 	defer l.Close()
 	line := "user=alice outcome=denied " + strings.Repeat("x", 1000)
 	for i := 0; i < 10000 && b.Len() == 0; i++ {

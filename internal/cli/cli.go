@@ -9,7 +9,6 @@ import (
 	"io"
 	"os"
 	"os/user"
-	"strings"
 
 	"github.com/otpgate/otpgate/internal/account"
 	"github.com/otpgate/otpgate/internal/authlog"
@@ -173,5 +172,5 @@ func whoami() string {
 }
 
 func adminLog(e *env, action, user string) {
-	e.log.Info(fmt.Sprintf("user=%s action=%s by=%s", user, action, strings.ReplaceAll(whoami(), " ", "_")))
+	e.log.Info(authlog.Fields("user", user, "action", action, "by", whoami()))
 }

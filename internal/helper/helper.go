@@ -29,7 +29,6 @@ package helper
 import (
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/otpgate/otpgate/internal/authlog"
@@ -146,20 +145,18 @@ func (s *session) ask(prompt string, echo bool) ([]byte, error) {
 	return nil, fmt.Errorf("%w: %s frame instead of an answer", protocol.ErrProtocol, f.Type)
 }
 
-// logLine writes one attempt line for outcomes verify.Verify does not log.
-func logLine(log *authlog.Logger, user, service, rhost, outcome, detail string) {
-	line := fmt.Sprintf("user=%s service=%s rhost=%s outcome=%s", user, dash(service), dash(rhost), outcome)
-	if detail != "" {
-		line += " " + detail
-	}
-	log.Notice(line)
+// logLine writes one attempt line for outcomes verify.Verify does not log;
+// kv are more key, value pairs (see authlog.Fields).
+func logLine(log *authlog.Logger, user, service, rhost, outcome string, kv ...string) {
+	log.Notice(authlog.Fields(append([]string{"user", user, "service", dash(service), "rhost", dash(rhost), "outcome", outcome}, kv...)...))
 }
 
+// dash stands for a value the client did not give.
 func dash(s string) string {
 	if s == "" {
 		return "-"
 	}
-	return strings.ReplaceAll(s, " ", "_")
+	return s
 }
 
 func (o Options) now() time.Time {

@@ -6,12 +6,14 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/otpgate/otpgate/internal/account"
+	"github.com/otpgate/otpgate/internal/authlog"
 	"github.com/otpgate/otpgate/internal/config"
 	"github.com/otpgate/otpgate/internal/protocol"
 	"github.com/otpgate/otpgate/internal/totp"
@@ -616,5 +618,35 @@ func TestBadRequest(t *testing.T) {
 	}
 	if e := <-exit; e != 1 {
 		t.Fatalf("exit %d", e)
+	}
+}
+
+// TestLogLineNotForged is finding 5 of the attack review through the
+// helper: `pamtester -I rhost=... svc "x outcome=accepted method=totp"`
+// logged fields otpgate never wrote. The user name (sshd passes invalid
+// ones to PAM) and the remote host are now quoted: the line has exactly
+// one outcome, and it is the real one.
+var anchored = regexp.MustCompile(`^user=(?:"(?:[^"\\]|\\.)*"|[^" ]+) service=sshd rhost=(?:"(?:[^"\\]|\\.)*"|[^" ]+) outcome=denied reason=not-enrolled$`)
+
+func TestLogLineNotForged(t *testing.T) {
+	f := newFixture(t, "")
+	for _, user := range []string{"x outcome=accepted method=totp", `y" outcome="accepted`} {
+		var buf strings.Builder
+		log := authlog.Dial(filepath.Join(f.dir, "no-syslog"), "otpgate", &buf)
+		req := protocol.Request{Op: protocol.OpAuthenticate, User: user, Service: "sshd",
+			RHost: "203.0.113.9 outcome=accepted", Args: []string{"config=" + f.config}}
+		v, _ := f.run(t, Options{Caller: 0, Log: log}, req, &script{answers: []string{"123456"}})
+		if v != protocol.ResultAuthErr {
+			t.Fatalf("user %q: %s", user, v)
+		}
+		line := strings.TrimPrefix(strings.TrimSpace(buf.String()), "otpgate: log: ")
+		want := authlog.Fields("user", user, "service", "sshd", "rhost", "203.0.113.9 outcome=accepted", "outcome", "denied", "reason", "not-enrolled")
+		if line != want {
+			t.Errorf("user %q: logged\n  %s\nwant\n  %s", user, line, want)
+		}
+		// What a log reader (fail2ban) anchors on.
+		if !anchored.MatchString(line) {
+			t.Errorf("user %q: %s does not parse as user, service, rhost, outcome=denied", user, line)
+		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/otpgate/otpgate/internal/account"
+	"github.com/otpgate/otpgate/internal/authlog"
 	"github.com/otpgate/otpgate/internal/config"
 	"github.com/otpgate/otpgate/internal/passwd"
 	"github.com/otpgate/otpgate/internal/protocol"
@@ -45,7 +46,7 @@ func self(s *session, req protocol.Request, o Options) string {
 	}
 	if keystore.ValidUser(name) != nil || (req.User != "" && req.User != name) {
 		s.fail("otpgate-helper acts only for your own account, %s; ask an administrator for another", name)
-		logLine(o.Log, name, "self", "", "refused", "reason=other-user")
+		logLine(o.Log, name, "self", "", "refused", "reason", "other-user")
 		return protocol.ResultAuthErr
 	}
 	if req.Op == protocol.OpAuthenticate {
@@ -62,7 +63,7 @@ func self(s *session, req protocol.Request, o Options) string {
 	cfg, err := config.Load(o.SelfConfig)
 	if err != nil {
 		s.fail("%v", err)
-		logLine(o.Log, name, "self", "", "error", fmt.Sprintf("reason=config-error error=%q", err.Error()))
+		logLine(o.Log, name, "self", "", "error", "reason", "config-error", "error", err.Error())
 		return protocol.ResultAuthErr
 	}
 	x := &selfOp{s: s, o: o, user: name, cfg: cfg, store: keystore.New(cfg.Store),
@@ -97,7 +98,7 @@ func selfAuthenticate(s *session, req protocol.Request, name string, o Options) 
 	s.timeout = a.timeout
 	cfg, err := config.Load(o.SelfConfig)
 	if err != nil {
-		logLine(o.Log, name, selfService(req.Service), req.RHost, "error", fmt.Sprintf("reason=config-error error=%q", err.Error()))
+		logLine(o.Log, name, selfService(req.Service), req.RHost, "error", "reason", "config-error", "error", err.Error())
 		s.fail("%s", setupErrMsg)
 		return protocol.ResultAuthErr
 	}
@@ -128,7 +129,7 @@ func (x *selfOp) data(d Data) error {
 
 func (x *selfOp) storeError(err error) string {
 	x.s.fail("%v", err)
-	logLine(x.o.Log, x.user, x.service, "", "error", fmt.Sprintf("reason=store-error error=%q", err.Error()))
+	logLine(x.o.Log, x.user, x.service, "", "error", "reason", "store-error", "error", err.Error())
 	return protocol.ResultAuthErr
 }
 
@@ -158,7 +159,7 @@ func (x *selfOp) verifyFor(prompt string) (string, string) {
 	answer, err := x.s.ask(prompt, false)
 	defer clear(answer)
 	if err != nil {
-		logLine(x.o.Log, x.user, x.service, "", "denied", fmt.Sprintf("reason=no-answer error=%q", err.Error()))
+		logLine(x.o.Log, x.user, x.service, "", "denied", "reason", "no-answer", "error", err.Error())
 		return protocol.ResultAuthErr, ""
 	}
 	v := verify.Verifier{Store: x.store, Config: x.cfg, Log: x.o.Log, Now: x.o.Now}
@@ -217,13 +218,13 @@ func (x *selfOp) enroll(noConfirm bool) string {
 	codes, err := x.mgr.Save(en, opts)
 	if errors.Is(err, account.ErrEnrolled) || errors.Is(err, account.ErrChanged) {
 		x.s.fail(changedMsg, x.user)
-		logLine(x.o.Log, x.user, x.service, "", "refused", "reason=enrollment-changed action=enroll")
+		logLine(x.o.Log, x.user, x.service, "", "refused", "reason", "enrollment-changed", "action", "enroll")
 		return protocol.ResultAuthErr
 	}
 	if err != nil {
 		return x.storeError(fmt.Errorf("%w; nothing was saved", err))
 	}
-	x.o.Log.Info(fmt.Sprintf("user=%s action=enroll by=self", x.user))
+	x.o.Log.Info(authlog.Fields("user", x.user, "action", "enroll", "by", "self"))
 	if x.data(Data{BackupCodes: codes}) != nil {
 		return protocol.ResultAuthErr
 	}
@@ -264,13 +265,13 @@ func (x *selfOp) backupCodes() string {
 	codes, err := x.mgr.NewBackupCodes(x.user, fp)
 	if errors.Is(err, account.ErrChanged) {
 		x.s.fail(changedMsg, x.user)
-		logLine(x.o.Log, x.user, x.service, "", "refused", "reason=enrollment-changed action=backup-codes")
+		logLine(x.o.Log, x.user, x.service, "", "refused", "reason", "enrollment-changed", "action", "backup-codes")
 		return protocol.ResultAuthErr
 	}
 	if err != nil {
 		return x.storeError(err)
 	}
-	x.o.Log.Info(fmt.Sprintf("user=%s action=backup-codes by=self", x.user))
+	x.o.Log.Info(authlog.Fields("user", x.user, "action", "backup-codes", "by", "self"))
 	if x.data(Data{BackupCodes: codes}) != nil {
 		return protocol.ResultAuthErr
 	}
@@ -283,5 +284,5 @@ func selfService(s string) string {
 	if s == "" {
 		return "self"
 	}
-	return "self-" + dash(s[:min(len(s), 32)])
+	return "self-" + s[:min(len(s), 32)]
 }

@@ -43,7 +43,7 @@ func trusted(s *session, req protocol.Request, o Options) string {
 	user := req.User
 	if keystore.ValidUser(user) != nil {
 		// Never log it: a mistyped user name is often a password.
-		logLine(o.Log, "(invalid)", req.Service, req.RHost, "denied", "reason=invalid-user")
+		logLine(o.Log, "(invalid)", req.Service, req.RHost, "denied", "reason", "invalid-user")
 		return protocol.ResultAuthErr
 	}
 	path := a.config
@@ -52,7 +52,7 @@ func trusted(s *session, req protocol.Request, o Options) string {
 	}
 	cfg, err := config.Load(path)
 	if err != nil {
-		logLine(o.Log, user, req.Service, req.RHost, "error", fmt.Sprintf("reason=config-error error=%q", err.Error()))
+		logLine(o.Log, user, req.Service, req.RHost, "error", "reason", "config-error", "error", err.Error())
 		s.fail("%s", setupErrMsg)
 		return protocol.ResultAuthErr
 	}
@@ -70,7 +70,7 @@ func authenticate(s *session, req protocol.Request, a pamArgs, cfg config.Config
 		return notEnrolled(s, req, a, o)
 	}
 	if err != nil {
-		logLine(o.Log, user, req.Service, req.RHost, "error", fmt.Sprintf("reason=store-error error=%q", err.Error()))
+		logLine(o.Log, user, req.Service, req.RHost, "error", "reason", "store-error", "error", err.Error())
 		s.fail("%s", setupErrMsg)
 		return protocol.ResultAuthErr
 	}
@@ -88,7 +88,7 @@ func authenticate(s *session, req protocol.Request, a pamArgs, cfg config.Config
 	answer, err := s.ask(prompt, false)
 	defer clear(answer)
 	if err != nil {
-		logLine(o.Log, user, req.Service, req.RHost, "denied", fmt.Sprintf("reason=no-answer error=%q", err.Error()))
+		logLine(o.Log, user, req.Service, req.RHost, "denied", "reason", "no-answer", "error", err.Error())
 		return protocol.ResultAuthErr
 	}
 	code := string(answer)
@@ -136,10 +136,10 @@ func verdict(s *session, r verify.Result, notEnrolled func() string) string {
 // administrator asked for it with nullok, else a denial that says why.
 func notEnrolled(s *session, req protocol.Request, a pamArgs, o Options) string {
 	if a.nullok {
-		logLine(o.Log, req.User, req.Service, req.RHost, "not-enrolled", "reason=nullok")
+		logLine(o.Log, req.User, req.Service, req.RHost, "not-enrolled", "reason", "nullok")
 		return protocol.ResultIgnore
 	}
-	logLine(o.Log, req.User, req.Service, req.RHost, "denied", "reason=not-enrolled")
+	logLine(o.Log, req.User, req.Service, req.RHost, "denied", "reason", "not-enrolled")
 	s.fail("%s", notEnrolledMsg)
 	return protocol.ResultAuthErr
 }

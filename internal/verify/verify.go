@@ -11,6 +11,7 @@ package verify
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -236,32 +237,33 @@ func (v *Verifier) log(req Request, r Result) {
 	if r.Reason == "invalid-user" {
 		user = "(invalid)" // never log it: it may be a password
 	}
-	line := fmt.Sprintf("user=%s service=%s rhost=%s outcome=%s", user, orDash(req.Service), orDash(req.RHost), r.Outcome)
+	kv := []string{"user", user, "service", orDash(req.Service), "rhost", orDash(req.RHost), "outcome", r.Outcome.String()}
 	if r.Method != "" {
-		line += " method=" + r.Method
+		kv = append(kv, "method", r.Method)
 	}
 	if r.Reason != "" {
-		line += " reason=" + r.Reason
+		kv = append(kv, "reason", r.Reason)
 	}
-	if r.Outcome != NotEnrolled && r.Reason != "invalid-user" {
-		line += fmt.Sprintf(" failures=%d", r.Failures)
+	if r.Outcome != NotEnrolled && r.Reason != "invalid-user" && r.Outcome != Failed {
+		kv = append(kv, "failures", strconv.Itoa(r.Failures))
 	}
 	if !r.LockedUntil.IsZero() {
-		line += " locked_until=" + r.LockedUntil.UTC().Format(time.RFC3339)
+		kv = append(kv, "locked_until", r.LockedUntil.UTC().Format(time.RFC3339))
 	}
 	if r.Err != nil {
-		line += " error=" + fmt.Sprintf("%q", r.Err.Error())
+		kv = append(kv, "error", r.Err.Error())
 	}
 	if r.Outcome == Accepted {
-		v.Log.Info(line)
+		v.Log.Info(authlog.Fields(kv...))
 	} else {
-		v.Log.Notice(line)
+		v.Log.Notice(authlog.Fields(kv...))
 	}
 }
 
+// orDash stands for a value the client did not give.
 func orDash(s string) string {
 	if s == "" {
 		return "-"
 	}
-	return strings.ReplaceAll(s, " ", "_")
+	return s
 }
