@@ -7,41 +7,40 @@
  * through the PAM conversation, and returns the verdict the helper sends,
  * if that verdict is one the helper may give. Any error, a helper that is
  * missing, unsafe, silent, garbled, killed or crashed, ends in a denial.
+ *
+ * A host that runs as root, or setuid root (sudo, su), runs the helper
+ * itself, made wholly root. A host that runs as the user (a screen locker)
+ * runs otpgate-launch-helper from the helper's directory instead, the
+ * setuid-root launcher, which serves the user's own account only.
  * See docs/pam-module.md for the protocol and the arguments.
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <grp.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <syslog.h>
-#include <time.h>
 #include <unistd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 
 #include <security/pam_modules.h>
 #include <security/pam_ext.h>
 
+#include "frames.h"
+#include "harden.h"
+#include "safepath.h"
+
 #ifndef OTPGATE_HELPER
 #define OTPGATE_HELPER "/usr/local/libexec/otpgate/otpgate-helper"
 #endif
+/* The launcher's file name, in the helper's directory. */
+#define LAUNCHER_NAME "otpgate-launch-helper"
 
-#define MAX_PAYLOAD (64 * 1024)
 #define DEFAULT_TIMEOUT 60 /* seconds the helper waits for an answer */
 #define MARGIN 5           /* seconds more the module waits for the helper */
-
-/* Frame types; see internal/protocol. */
-enum {
-	T_REQUEST = 0x01, T_ANSWER = 0x02, T_CONV_FAILED = 0x03,
-	T_PROMPT_OFF = 0x10, T_PROMPT_ON = 0x11, T_INFO = 0x12,
-	T_ERROR = 0x13, T_AUTHTOK = 0x14, T_RESULT = 0x15,
-};
 
 struct options {
 	const char *helper;
@@ -85,101 +84,6 @@ static int parse_args(pam_handle_t *pamh, int argc, const char **argv, struct op
 	return PAM_SUCCESS;
 }
 
-/* safe_node: owned by root, nobody else may write it (a root-owned sticky
- * directory such as /tmp is allowed above the helper's own directory). */
-static int safe_node(const char *path, int want_dir, int parent)
-{
-	struct stat st;
-	if (lstat(path, &st) != 0 || st.st_uid != 0)
-		return 0;
-	if (want_dir ? !S_ISDIR(st.st_mode) : !S_ISREG(st.st_mode))
-		return 0;
-	if (st.st_mode & (S_IWGRP | S_IWOTH))
-		return parent && want_dir && (st.st_mode & S_ISVTX);
-	return 1;
-}
-
-/* check_helper: absolute path to a root-owned regular file that only root
- * can write or replace, like sudo's checks on its plugins. */
-static int check_helper(const char *path)
-{
-	char dir[4096];
-	size_t n = strlen(path);
-	if (path[0] != '/' || n >= sizeof dir || !safe_node(path, 0, 0))
-		return 0;
-	memcpy(dir, path, n + 1);
-	for (int first = 1;; first = 0) {
-		char *slash = strrchr(dir, '/');
-		if (slash == dir) /* the root directory itself */
-			return safe_node("/", 1, !first);
-		*slash = '\0';
-		if (!safe_node(dir, 1, !first))
-			return 0;
-	}
-}
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* io_full reads or writes exactly n bytes on the non-blocking socket fd
- * before deadline (CLOCK_MONOTONIC ms). 0 on success, -1 on error, EOF or
- * timeout. */
-static int io_full(int fd, int out, unsigned char *p, size_t n, int64_t deadline)
-{
-	while (n > 0) {
-		struct pollfd pfd = { .fd = fd, .events = out ? POLLOUT : POLLIN };
-		int64_t left = deadline - now_ms();
-		if (left <= 0)
-			return -1;
-		int r = poll(&pfd, 1, (int)left);
-		if (r < 0 && errno != EINTR)
-			return -1;
-		if (r <= 0)
-			continue;
-		ssize_t k = out ? send(fd, p, n, MSG_NOSIGNAL) : recv(fd, p, n, 0);
-		if (k == 0 && !out)
-			return -1;
-		if (k < 0) {
-			if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)
-				continue;
-			return -1;
-		}
-		p += k;
-		n -= (size_t)k;
-	}
-	return 0;
-}
-
-static int send_frame(int fd, int type, const void *payload, size_t len, int64_t deadline)
-{
-	unsigned char h[5] = { (unsigned char)type, (unsigned char)(len >> 24),
-		(unsigned char)(len >> 16), (unsigned char)(len >> 8), (unsigned char)len };
-	if (len > MAX_PAYLOAD || io_full(fd, 1, h, 5, deadline) != 0)
-		return -1;
-	return io_full(fd, 1, (unsigned char *)payload, len, deadline);
-}
-
-/* recv_frame reads one frame into buf (MAX_PAYLOAD + 1 bytes) and NUL-
- * terminates it. A type the helper may not send is a protocol error. */
-static int recv_frame(int fd, int *type, unsigned char *buf, size_t *len, int64_t deadline)
-{
-	unsigned char h[5];
-	if (io_full(fd, 0, h, 5, deadline) != 0)
-		return -1;
-	*type = h[0];
-	*len = (size_t)h[1] << 24 | (size_t)h[2] << 16 | (size_t)h[3] << 8 | h[4];
-	if (*type < T_PROMPT_OFF || *type > T_RESULT || *len > MAX_PAYLOAD)
-		return -1;
-	if (io_full(fd, 0, buf, *len, deadline) != 0)
-		return -1;
-	buf[*len] = '\0';
-	return 0;
-}
-
 /* put appends "key=value\0" to the request being built in buf. */
 static int put(unsigned char *buf, size_t *len, const char *key, const char *value)
 {
@@ -219,21 +123,6 @@ static int build_request(pam_handle_t *pamh, const char *user, int flags, int ar
 	return 0;
 }
 
-/* result_code maps the helper's verdict to a PAM code, allowing only the
- * verdicts the helper may give; PAM_IGNORE only when nullok was asked for. */
-static int result_code(const char *name, int nullok)
-{
-	if (strcmp(name, "success") == 0)
-		return PAM_SUCCESS;
-	if (strcmp(name, "ignore") == 0 && nullok)
-		return PAM_IGNORE;
-	if (strcmp(name, "maxtries") == 0)
-		return PAM_MAXTRIES;
-	if (strcmp(name, "service_err") == 0)
-		return PAM_SERVICE_ERR;
-	return PAM_AUTH_ERR; /* "auth_err", and anything else */
-}
-
 /* reap waits for the helper until deadline, then kills it. 0 only for a
  * clean exit (status 0). The helper exits right after its verdict, so the
  * wait starts at 50 us and doubles to at most 10 ms: a fixed 10 ms sleep
@@ -258,34 +147,65 @@ static int reap(pid_t pid, int64_t deadline)
 	}
 }
 
-/* child runs between fork and exec: async-signal-safe calls only. */
-__attribute__((noreturn)) static void child(int sock, int devnull, const char *helper, long maxfd)
+/* launcher_path writes the launcher's path, the helper's directory and
+ * LAUNCHER_NAME, into out (size n). 0, or -1 if it does not fit. */
+static int launcher_path(const char *helper, char *out, size_t n)
 {
-	/* Fixed. GOMAXPROCS=1: the helper does one thing at a time, and one
-	 * scheduler thread starts measurably faster (docs/pam-module.md). */
-	static char *const envp[] = { "PATH=/usr/sbin:/usr/bin:/sbin:/bin", "GOMAXPROCS=1", NULL };
-	char *const argv[] = { (char *)helper, NULL };
-	struct sigaction dfl = { .sa_handler = SIG_DFL };
-	sigset_t none;
-	for (int s = 1; s < NSIG; s++)
-		sigaction(s, &dfl, NULL); /* fails harmlessly for KILL, STOP */
-	sigemptyset(&none);
-	sigprocmask(SIG_SETMASK, &none, NULL);
+	const char *slash = strrchr(helper, '/');
+	size_t dir = (size_t)(slash - helper) + 1;
+	if (dir + sizeof LAUNCHER_NAME > n)
+		return -1;
+	memcpy(out, helper, dir);
+	memcpy(out + dir, LAUNCHER_NAME, sizeof LAUNCHER_NAME);
+	return 0;
+}
+
+/* check_program: the helper, or in a host that is not root the launcher,
+ * must be something only root can change; the launcher must be setuid
+ * too. 1 if it may run. */
+static int check_program(pam_handle_t *pamh, const char *path, int launcher)
+{
+	struct stat st;
+	if (!safe_path(path, &st)) {
+		pam_syslog(pamh, LOG_ERR, "%s is missing or unsafe (it and every directory above it must be "
+			   "root-owned and not group- or world-writable); denying", path);
+		return 0;
+	}
+	if (launcher && !(st.st_mode & S_ISUID)) {
+		pam_syslog(pamh, LOG_ERR, "%s is not setuid root (chmod 4755 it), and this program does not run "
+			   "as root; denying", path);
+		return 0;
+	}
+	return 1;
+}
+
+/* child runs between fork and exec: async-signal-safe calls only. Exit
+ * 127 (a denial) when it cannot reset what the host left it. */
+__attribute__((noreturn)) static void child(int sock, int devnull, const char *prog, long maxfd)
+{
+	char *const argv[] = { (char *)prog, NULL };
+	int root = geteuid() == 0;
+	reset_signals();
+	umask(077);
+	/* Its own session: Ctrl-Z or Ctrl-C at the user's terminal must not
+	 * stop or kill a root helper. */
+	if (new_session() != 0)
+		_exit(127);
+	/* The host's limits are the user's (su sets none before its prompt).
+	 * A host that is not root may not raise them: the launcher does. */
+	if (reset_limits() != 0 && root)
+		_exit(127);
 	/* Above 2 first, in case the host runs with fd 0, 1 or 2 closed. */
 	sock = fcntl(sock, F_DUPFD_CLOEXEC, 3);
 	devnull = fcntl(devnull, F_DUPFD_CLOEXEC, 3);
 	if (sock < 0 || devnull < 0 || dup2(sock, 0) < 0 || dup2(sock, 1) < 0 || dup2(devnull, 2) < 0)
 		_exit(127);
-#ifdef SYS_close_range
-	if (syscall(SYS_close_range, 3U, ~0U, 0U) != 0)
-#endif
-		for (long fd = 3; fd < maxfd; fd++)
-			close((int)fd);
+	close_from(3, maxfd);
 	/* sudo and su run PAM with the caller's real uid: make root whole, so
 	 * the helper sees real uid 0 and trusts the request. */
-	if (geteuid() == 0 && (setresgid(0, 0, 0) || setgroups(0, NULL) || setresuid(0, 0, 0)))
+	if (root && become_root() != 0)
 		_exit(127);
-	execve(helper, argv, envp);
+	execve(prog, argv, helper_envp);
 	_exit(127);
 }
 
@@ -294,26 +214,34 @@ PAM_EXTERN int pam_sm_authenticate(pam_handle_t *pamh, int flags, int argc, cons
 	struct options o;
 	struct sigaction dfl = { .sa_handler = SIG_DFL }, old_chld;
 	sigset_t all, old_mask;
-	const char *user = NULL;
+	struct relay_opts ro;
+	const char *user = NULL, *prog;
+	char launcher[4096];
 	unsigned char *buf = NULL;
-	int sv[2] = { -1, -1 }, devnull = -1, type, ret;
+	int sv[2] = { -1, -1 }, devnull = -1, verdict, ret;
 	size_t len;
 	pid_t pid;
-	int64_t wait_ms;
 	long maxfd = sysconf(_SC_OPEN_MAX);
 
 	if ((ret = parse_args(pamh, argc, argv, &o)) != PAM_SUCCESS)
 		return ret;
-	wait_ms = (int64_t)(o.timeout + MARGIN) * 1000;
+	ro = (struct relay_opts){ .flags = flags, .nullok = o.nullok, .debug = o.debug,
+				  .wait_ms = (int64_t)(o.timeout + MARGIN) * 1000 };
 	ret = pam_get_user(pamh, &user, NULL);
 	if (ret == PAM_CONV_AGAIN)
 		return PAM_INCOMPLETE; /* nothing done yet: the application may call again */
 	if (ret != PAM_SUCCESS || user == NULL || *user == '\0')
 		return PAM_AUTH_ERR;
-	if (!check_helper(o.helper)) {
-		pam_syslog(pamh, LOG_ERR, "helper %s is missing or unsafe (it and every directory above "
-			   "it must be root-owned and not group- or world-writable); denying", o.helper);
+	/* A broken install denies (PAM_AUTH_ERR, as for a wrong code): a
+	 * missing second factor must never let a login through. */
+	if (!check_program(pamh, o.helper, 0))
 		return PAM_AUTH_ERR;
+	prog = o.helper;
+	if (geteuid() != 0) {
+		if (launcher_path(o.helper, launcher, sizeof launcher) != 0 ||
+		    !check_program(pamh, launcher, 1))
+			return PAM_AUTH_ERR;
+		prog = launcher;
 	}
 	if ((buf = malloc(MAX_PAYLOAD + 1)) == NULL)
 		return PAM_BUF_ERR;
@@ -337,7 +265,7 @@ PAM_EXTERN int pam_sm_authenticate(pam_handle_t *pamh, int flags, int argc, cons
 	sigprocmask(SIG_BLOCK, &all, &old_mask);
 	pid = fork();
 	if (pid == 0)
-		child(sv[1], devnull, o.helper, maxfd);
+		child(sv[1], devnull, prog, maxfd);
 	sigprocmask(SIG_SETMASK, &old_mask, NULL);
 	close(sv[1]);
 	sv[1] = -1;
@@ -347,66 +275,19 @@ PAM_EXTERN int pam_sm_authenticate(pam_handle_t *pamh, int flags, int argc, cons
 		goto restore;
 	}
 	if (o.debug)
-		pam_syslog(pamh, LOG_DEBUG, "helper %s started as pid %d", o.helper, (int)pid);
+		pam_syslog(pamh, LOG_DEBUG, "%s started as pid %d", prog, (int)pid);
 	fcntl(sv[0], F_SETFL, O_NONBLOCK);
 
-	if (send_frame(sv[0], T_REQUEST, buf, len, now_ms() + wait_ms) != 0)
-		goto kill;
-	for (;;) {
-		char *resp = NULL;
-		int r, verdict;
-		/* Silent too long, gone, or garbled (text never holds a NUL). */
-		if (recv_frame(sv[0], &type, buf, &len, now_ms() + wait_ms) != 0 ||
-		    strlen((char *)buf) != len)
-			goto kill;
-		switch (type) {
-		case T_PROMPT_OFF:
-		case T_PROMPT_ON:
-			r = pam_prompt(pamh, type == T_PROMPT_OFF ? PAM_PROMPT_ECHO_OFF : PAM_PROMPT_ECHO_ON,
-				       &resp, "%s", (char *)buf);
-			if (r != PAM_SUCCESS || resp == NULL || strlen(resp) > MAX_PAYLOAD)
-				r = send_frame(sv[0], T_CONV_FAILED, "", 0, now_ms() + wait_ms);
-			else
-				r = send_frame(sv[0], T_ANSWER, resp, strlen(resp), now_ms() + wait_ms);
-			if (resp) {
-				explicit_bzero(resp, strlen(resp));
-				free(resp);
-			}
-			if (r != 0)
-				goto kill;
-			break;
-		case T_INFO:
-		case T_ERROR:
-			/* A lost message is not worth failing a login over. */
-			if (!(flags & PAM_SILENT))
-				pam_prompt(pamh, type == T_INFO ? PAM_TEXT_INFO : PAM_ERROR_MSG, NULL, "%s", (char *)buf);
-			break;
-		case T_AUTHTOK:
-			r = pam_set_item(pamh, PAM_AUTHTOK, buf);
-			explicit_bzero(buf, len);
-			if (r != PAM_SUCCESS)
-				goto kill;
-			break;
-		case T_RESULT:
-			verdict = result_code((char *)buf, o.nullok);
-			if (o.debug)
-				pam_syslog(pamh, LOG_DEBUG, "helper verdict \"%s\" gives %d", (char *)buf, verdict);
-			/* The helper exits after its verdict: only EOF may follow, and
-			 * the verdict counts only from a clean exit. */
-			if (io_full(sv[0], 0, buf, 1, now_ms() + wait_ms) == 0)
-				goto kill;
-			ret = reap(pid, now_ms() + wait_ms) == 0 ? verdict : PAM_AUTH_ERR;
-			if (ret != verdict)
-				pam_syslog(pamh, LOG_ERR, "helper did not exit cleanly after its verdict; denying");
-			goto restore;
-		default:
-			goto kill;
-		}
+	if (relay(pamh, sv[0], &ro, buf, len, &verdict) != 0) {
+		pam_syslog(pamh, LOG_ERR, "helper failed, timed out or broke the protocol; denying");
+		reap(pid, 0);
+		ret = PAM_AUTH_ERR;
+		goto restore;
 	}
-kill:
-	pam_syslog(pamh, LOG_ERR, "helper failed, timed out or broke the protocol; denying");
-	reap(pid, 0);
-	ret = PAM_AUTH_ERR;
+	/* The verdict counts only from a clean exit. */
+	ret = reap(pid, now_ms() + ro.wait_ms) == 0 ? verdict : PAM_AUTH_ERR;
+	if (ret != verdict)
+		pam_syslog(pamh, LOG_ERR, "helper did not exit cleanly after its verdict; denying");
 restore:
 	sigaction(SIGCHLD, &old_chld, NULL);
 out:

@@ -2,15 +2,18 @@ package sshcheck
 
 // Run with the real otpgate-helper. As root the helper is in trusted mode
 // (the PAM module's request, config= pointing at a test store); the
-// setuid self mode of a normal user is tested end to end through sshd in
-// internal/e2e. Only the final exec is replaced (Options.exec): the
-// verification is never faked.
+// self mode of a normal user (through the setuid launcher) is tested end
+// to end through sshd in internal/e2e. The helper is reached through a
+// launcher built for it (pamtest.BuildLauncher), as otpgate reaches it.
+// Only the final exec is replaced (Options.exec): the verification is
+// never faked.
 
 import (
 	"bytes"
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -23,6 +26,7 @@ import (
 
 	"github.com/otpgate/otpgate/internal/account"
 	"github.com/otpgate/otpgate/internal/config"
+	"github.com/otpgate/otpgate/internal/pamtest"
 	"github.com/otpgate/otpgate/internal/passwd"
 	"github.com/otpgate/otpgate/internal/testbin"
 	"github.com/otpgate/otpgate/internal/totp"
@@ -35,9 +39,10 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// fixture is a store with root enrolled, its config, and the helper.
+// fixture is a store with root enrolled, its config, and the launcher
+// (otpgate-launch-helper) of the helper.
 type fixture struct {
-	helper string
+	helper string // the launcher, as helper.InstalledPath names it
 	config string
 	store  *keystore.Store
 	secret []byte
@@ -47,13 +52,16 @@ type fixture struct {
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("needs root: the helper must be root-owned and setuid, and root's code is checked in trusted mode")
+		t.Skip("needs root: the launcher must be root-owned and setuid, and root's code is checked in trusted mode")
 	}
-	f := &fixture{helper: testbin.Build(t, "cmd/otpgate-helper")}
-	if err := os.Chmod(f.helper, 0o755|os.ModeSetuid); err != nil {
-		t.Fatal(err)
+	if _, err := exec.LookPath("cc"); err != nil {
+		t.Skip("needs a C compiler (cc) for otpgate-launch-helper")
 	}
 	dir := t.TempDir()
+	f := &fixture{helper: filepath.Join(dir, "otpgate-launch-helper")}
+	if err := pamtest.BuildLauncher(f.helper, testbin.Build(t, "cmd/otpgate-helper")); err != nil {
+		t.Fatal(err)
+	}
 	storeDir := filepath.Join(dir, "store")
 	if err := os.Mkdir(storeDir, 0o700); err != nil {
 		t.Fatal(err)
@@ -215,7 +223,7 @@ func TestRunDeniedBeforeAsking(t *testing.T) {
 	err, call, _ = f.run(t, Options{}, "OTPGATE_CODE=", "SSH_ORIGINAL_COMMAND=true")
 	wantDenied(t, "empty OTPGATE_CODE", err, call, "no verification code")
 
-	plain := filepath.Join(t.TempDir(), "otpgate-helper")
+	plain := filepath.Join(t.TempDir(), "otpgate-launch-helper")
 	b, _ := os.ReadFile(f.helper)
 	os.WriteFile(plain, b, 0o755)
 	o := Options{}

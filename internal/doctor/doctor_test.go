@@ -133,16 +133,28 @@ func TestFiles(t *testing.T) {
 	os.Chmod(dir, 0o755)
 	helper := filepath.Join(dir, "otpgate-helper")
 	os.WriteFile(helper, []byte("#!/bin/sh\n"), 0o755)
-	if got := problems(CheckHelper(helper)); !strings.Contains(got, "not setuid") {
-		t.Errorf("helper 0755: %s", got)
+	if got := CheckHelper(helper); len(got) != 0 {
+		t.Errorf("helper 0755: %s", problems(got))
 	}
 	os.Chmod(helper, os.ModeSetuid|0o755)
-	if got := CheckHelper(helper); len(got) != 0 {
-		t.Errorf("helper 4755: %s", problems(got))
+	if got := problems(CheckHelper(helper)); !strings.Contains(got, "refuses to run setuid") {
+		t.Errorf("helper 4755: %s", got)
 	}
-	os.Chmod(helper, os.ModeSetuid|0o777)
-	if got := problems(CheckHelper(helper)); !strings.Contains(got, "someone other than root can replace it") {
-		t.Errorf("helper 4777: %s", got)
+	launcher := filepath.Join(dir, LauncherName)
+	if got := problems(CheckHelper(launcher)); !strings.Contains(got, "the launcher is missing") {
+		t.Errorf("missing launcher: %s", got)
+	}
+	os.WriteFile(launcher, []byte("#!/bin/sh\n"), 0o755)
+	if got := problems(CheckHelper(launcher)); !strings.Contains(got, "the launcher is not setuid") {
+		t.Errorf("launcher 0755: %s", got)
+	}
+	os.Chmod(launcher, os.ModeSetuid|0o755)
+	if got := CheckHelper(launcher); len(got) != 0 {
+		t.Errorf("launcher 4755: %s", problems(got))
+	}
+	os.Chmod(launcher, os.ModeSetuid|0o777)
+	if got := problems(CheckHelper(launcher)); !strings.Contains(got, "someone other than root can replace it") {
+		t.Errorf("launcher 4777: %s", got)
 	}
 	if got := problems(CheckHelper(filepath.Join(dir, "missing"))); !strings.Contains(got, "missing") {
 		t.Errorf("missing helper: %s", got)

@@ -8,29 +8,46 @@ import (
 	"syscall"
 )
 
-// CheckHelper checks the installed setuid helper: a root-owned regular
-// file, setuid, writable by root alone, in directories only root can
-// change. The PAM module refuses anything else, so logins would fail.
+// LauncherName is the file name of otpgate-launch-helper, the setuid-root
+// launcher that make install puts next to the helper.
+const LauncherName = "otpgate-launch-helper"
+
+// CheckHelper checks the installed helper or launcher, by its file name:
+// both must be root-owned regular files that root alone can write, in
+// directories only root can change (the PAM module refuses anything else,
+// so logins would fail). The launcher (LauncherName) must be setuid; the
+// helper must not be, since it refuses to run setuid.
 func CheckHelper(path string) []Finding {
 	var out []Finding
 	add := func(problem, fix string) {
 		out = append(out, Finding{Check: "files", Context: path, Problem: problem, Fix: fix})
 	}
+	launcher := filepath.Base(path) == LauncherName
+	what, mode := "the helper", "755"
+	if launcher {
+		what, mode = "the launcher", "4755"
+	}
 	st, err := os.Lstat(path)
-	if err != nil {
+	switch {
+	case err != nil && launcher:
+		add(fmt.Sprintf("the launcher is missing (%v): users cannot enroll or see their status themselves, and PAM programs that run as the user (screen lockers) deny (logins through sshd, sudo and su still work)", err), "run make install, or install the otpgate package")
+		return out
+	case err != nil:
 		add(fmt.Sprintf("the helper is missing (%v): every login through pam_otpgate is denied", err), "run make install, or install the otpgate package")
 		return out
 	}
 	sys := st.Sys().(*syscall.Stat_t)
 	switch {
 	case !st.Mode().IsRegular():
-		add("the helper is not a regular file", "reinstall otpgate")
+		add(what+" is not a regular file", "reinstall otpgate")
 	case sys.Uid != 0 || sys.Gid != 0:
-		add(fmt.Sprintf("the helper is owned by %d:%d; pam_otpgate refuses it", sys.Uid, sys.Gid), "chown root:root "+path)
+		add(fmt.Sprintf("%s is owned by %d:%d; pam_otpgate refuses it", what, sys.Uid, sys.Gid), "chown root:root "+path)
 	case st.Mode().Perm()&0o022 != 0:
-		add(fmt.Sprintf("the helper has mode %04o: someone other than root can replace it", modeBits(st)), "chmod 4755 "+path)
-	case st.Mode()&fs.ModeSetuid == 0:
-		add("the helper is not setuid: users cannot enroll or see their status themselves (logins still work)", "chmod 4755 "+path)
+		add(fmt.Sprintf("%s has mode %04o: someone other than root can replace it", what, modeBits(st)), "chmod "+mode+" "+path)
+	case launcher && st.Mode()&fs.ModeSetuid == 0:
+		add("the launcher is not setuid: users cannot enroll or see their status themselves, and PAM programs that run as the user (screen lockers) deny (logins through sshd, sudo and su still work)", "chmod 4755 "+path)
+	case !launcher && st.Mode()&(fs.ModeSetuid|fs.ModeSetgid) != 0:
+		add(fmt.Sprintf("the helper has mode %04o: it refuses to run setuid or setgid, so every login through pam_otpgate is denied (the setuid program is %s next to it)", modeBits(st), LauncherName), "chmod 755 "+path)
 	}
 	for dir := filepath.Dir(path); ; dir = filepath.Dir(dir) {
 		out = append(out, checkRootDir(dir)...)

@@ -9,12 +9,13 @@ package e2e
 // sshcheck and PAM routes.
 //
 // sshcheck runs as the user who logged in and reaches the store through
-// the setuid helper, whose self mode reads a config fixed at build time.
-// So this file builds its own pair: a setuid-root otpgate-helper with
-// -X main.selfConfig=<this package's sshcheck config>, and an otpgate with
-// -X .../internal/helper.InstalledPath=<that helper>. The PAM route's
-// module and trusted helper read the same config (config=), so both
-// routes share one store, one lockout and one record of used codes.
+// the setuid launcher and the helper, whose self mode reads a config fixed
+// at build time. So this file builds its own set: an otpgate-helper with
+// -X main.selfConfig=<this package's sshcheck config>, a setuid-root
+// otpgate-launch-helper that execs it (pamtest.BuildLauncher), and an
+// otpgate with -X .../internal/helper.InstalledPath=<that launcher>. The
+// PAM route's module and trusted helper read the same config (config=), so
+// both routes share one store, one lockout and one record of used codes.
 
 import (
 	"bytes"
@@ -36,15 +37,19 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/otpgate/otpgate/internal/pamtest"
 )
 
-// sshcheckSetup is the setuid helper and the otpgate that execs it, with
-// the store and config the helper's self mode reads.
+// sshcheckSetup is the helper, its setuid launcher and the otpgate that
+// execs the launcher, with the store and config the helper's self mode
+// reads.
 type sshcheckSetup struct {
-	env    *otpEnv // the config and store; env.bins for the PAM route and the admin CLI
-	helper string  // setuid root, self mode reads env.config
-	cli    string  // otpgate, helper.InstalledPath = helper
-	err    error
+	env      *otpEnv // the config and store; env.bins for the PAM route and the admin CLI
+	helper   string  // self mode reads env.config
+	launcher string  // setuid root, execs helper
+	cli      string  // otpgate, helper.InstalledPath = launcher
+	err      error
 }
 
 var (
@@ -56,7 +61,7 @@ var (
 // high enough that the denials these tests provoke never lock anyone.
 const sshcheckMaxFailures = 10
 
-// needSSHCheck builds (once) the setuid helper and otpgate for sshcheck,
+// needSSHCheck builds (once) the helper, launcher and otpgate for sshcheck,
 // in a 0755 directory inside the root-owned build directory, with a
 // config and a store next to them.
 func needSSHCheck(t testing.TB) *sshcheckSetup {
@@ -86,11 +91,12 @@ func buildSSHCheck(root string, b *otpgateBins) sshcheckSetup {
 		return s
 	}
 	s.helper = filepath.Join(dir, "otpgate-helper")
+	s.launcher = filepath.Join(dir, "otpgate-launch-helper")
 	s.cli = filepath.Join(dir, "otpgate")
 	goTool, _ := lookTool("go")
 	for _, bl := range []struct{ out, pkg, ldflags string }{
 		{s.helper, "./cmd/otpgate-helper", "-X main.selfConfig=" + s.env.config},
-		{s.cli, "./cmd/otpgate", "-X github.com/otpgate/otpgate/internal/helper.InstalledPath=" + s.helper},
+		{s.cli, "./cmd/otpgate", "-X github.com/otpgate/otpgate/internal/helper.InstalledPath=" + s.launcher},
 	} {
 		start := time.Now()
 		r := runCmd(buildTimeout, nil, func(ctx context.Context) *exec.Cmd {
@@ -111,7 +117,10 @@ func buildSSHCheck(root string, b *otpgateBins) sshcheckSetup {
 	if s.err = os.Chmod(s.cli, 0o755); s.err != nil {
 		return s
 	}
-	s.err = os.Chmod(s.helper, 0o755|os.ModeSetuid)
+	if s.err = os.Chmod(s.helper, 0o755); s.err != nil {
+		return s
+	}
+	s.err = pamtest.BuildLauncher(s.launcher, s.helper)
 	return s
 }
 

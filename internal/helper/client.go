@@ -13,11 +13,12 @@ import (
 	"github.com/otpgate/otpgate/internal/protocol"
 )
 
-// InstalledPath is where make install puts the helper; otpgate execs it
-// from there. Only the build changes it (the Makefile sets it from PREFIX
-// with -ldflags -X, and so do tests); no flag or environment variable
-// can.
-var InstalledPath = "/usr/local/libexec/otpgate/otpgate-helper"
+// InstalledPath is where make install puts otpgate-launch-helper, the
+// setuid-root launcher through which a normal user reaches the helper;
+// otpgate (and sshcheck) exec it from there. The helper itself is not
+// setuid. Only the build changes it (the Makefile sets it from PREFIX with
+// -ldflags -X, and so do tests); no flag or environment variable can.
+var InstalledPath = "/usr/local/libexec/otpgate/otpgate-launch-helper"
 
 // UI is what a client shows and asks: otpgate's terminal, or a test. A
 // UI that also has a SetAuthtok(string) error method accepts set-authtok
@@ -116,10 +117,11 @@ func write(c Conn, t protocol.Type, p []byte, timeout time.Duration) error {
 	return protocol.WriteFrame(c, protocol.Frame{Type: t, Payload: p})
 }
 
-// Exec runs the helper at path, as the PAM module does (a socketpair on
-// its standard input and output, standard error to /dev/null, an empty
-// environment), and converses with it. The verdict counts only when the
-// helper also exits 0.
+// Exec runs path (the launcher, which execs the helper; or the helper
+// itself, when root runs it) as the PAM module does (a socketpair on its
+// standard input and output, standard error to /dev/null, an empty
+// environment), and converses with the helper. The verdict counts only
+// when the helper also exits 0.
 func Exec(path string, req protocol.Request, ui UI) (string, error) {
 	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
 	if err != nil {
@@ -153,12 +155,12 @@ func Exec(path string, req protocol.Request, ui UI) (string, error) {
 	return verdict, nil
 }
 
-// ErrNotSetuid is returned by CheckInstalled for a helper that cannot
-// serve other users.
+// ErrNotSetuid is returned by CheckInstalled for a launcher that cannot
+// serve normal users.
 var ErrNotSetuid = errors.New("not installed setuid root")
 
-// CheckInstalled reports whether path is a root-owned regular file with
-// the setuid bit, as make install leaves it.
+// CheckInstalled reports whether path (the launcher) is a root-owned
+// regular file with the setuid bit, as make install leaves it.
 func CheckInstalled(path string) error {
 	fi, err := os.Stat(path)
 	if err != nil {

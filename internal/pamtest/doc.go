@@ -5,4 +5,7 @@
 //
 // They need root (the module refuses a helper that is not root-owned), a
 // C compiler and libpam0g-dev; without them every test skips and says why.
+//
+// BuildLauncher, its one non-test function, builds the setuid launcher
+// for the tests of other packages (internal/e2e, sshcheck) too.
 package pamtest

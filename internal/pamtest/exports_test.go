@@ -57,7 +57,7 @@ int main(int argc, char **argv) {
 		t.Fatalf("cc: %v\n%s", err, b)
 	}
 	args := append([]string{modulePath}, entryPoints...)
-	args = append(args, "-parse_args", "-check_helper", "-child", "-reap", "-io_full")
+	args = append(args, "-parse_args", "-check_program", "-safe_path", "-child", "-reap", "-io_full", "-relay", "-reset_limits")
 	if b, err := exec.Command(bin, args...).CombinedOutput(); err != nil {
 		t.Fatalf("%v: %s", err, b)
 	}

@@ -17,6 +17,9 @@ var (
 	repoRoot   string
 	modulePath string // pam_otpgate.so, -Wall -Wextra -Werror
 	helperPath string // otpgate-helper
+	// otpgate-launch-helper for helperPath, setuid root; the module runs
+	// it from helperPath's directory in a host that is not root.
+	launcherPath string
 )
 
 // moduleCFLAGS are the Makefile's flags for the module.
@@ -65,7 +68,11 @@ func setup() error {
 		return err
 	}
 	helperPath = filepath.Join(dir, "otpgate-helper")
-	return buildGo(helperPath, "./cmd/otpgate-helper")
+	if err := buildGo(helperPath, "./cmd/otpgate-helper"); err != nil {
+		return err
+	}
+	launcherPath = filepath.Join(dir, "otpgate-launch-helper")
+	return BuildLauncher(launcherPath, helperPath)
 }
 
 func buildModule(cc, out string, extra ...string) error {

@@ -22,10 +22,11 @@ import (
 
 const nobody = 65534
 
-// selfSetup builds a setuid-root helper whose self mode reads a test
-// config, and an otpgate that execs that helper, in a directory nobody
-// can enter; it returns their paths and the store.
-func selfSetup(t *testing.T) (helperBin, otpgateBin string, store *keystore.Store) {
+// selfSetup builds a helper whose self mode reads a test config, the
+// setuid-root launcher that execs it, and an otpgate that execs the
+// launcher, in a root-owned 0755 directory; it returns the launcher,
+// otpgate and the store.
+func selfSetup(t *testing.T) (launcherBin, otpgateBin string, store *keystore.Store) {
 	t.Helper()
 	needRoot(t)
 	dir, err := os.MkdirTemp(buildDir, "self-")
@@ -41,22 +42,23 @@ func selfSetup(t *testing.T) (helperBin, otpgateBin string, store *keystore.Stor
 	if err := os.WriteFile(cfgPath, []byte(fmt.Sprintf("store = %q\n", storeDir)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	helperBin = filepath.Join(dir, "otpgate-helper")
+	helperBin := filepath.Join(dir, "otpgate-helper")
 	if err := buildGo(helperBin, "./cmd/otpgate-helper", "-X main.selfConfig="+cfgPath); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Chmod(helperBin, 0o755|os.ModeSetuid); err != nil {
+	launcherBin = filepath.Join(dir, "otpgate-launch-helper")
+	if err := BuildLauncher(launcherBin, helperBin); err != nil {
 		t.Fatal(err)
 	}
 	otpgateBin = filepath.Join(dir, "otpgate")
-	if err := buildGo(otpgateBin, "./cmd/otpgate", "-X github.com/otpgate/otpgate/internal/helper.InstalledPath="+helperBin); err != nil {
+	if err := buildGo(otpgateBin, "./cmd/otpgate", "-X github.com/otpgate/otpgate/internal/helper.InstalledPath="+launcherBin); err != nil {
 		t.Fatal(err)
 	}
 	cfg, err := config.Load(cfgPath)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return helperBin, otpgateBin, keystore.New(cfg.Store)
+	return launcherBin, otpgateBin, keystore.New(cfg.Store)
 }
 
 // asNobody returns a command that runs as uid and gid 65534 ("nobody").
@@ -84,7 +86,8 @@ func nobodyName(t *testing.T) string {
 }
 
 // TestSelfServiceCLI runs otpgate as a normal user: status, enroll and
-// backup-codes go through the setuid helper, for that user only.
+// backup-codes go through the setuid launcher and the helper, for that
+// user only.
 func TestSelfServiceCLI(t *testing.T) {
 	_, bin, store := selfSetup(t)
 	me := nobodyName(t)
@@ -178,11 +181,11 @@ func TestSelfServiceCLI(t *testing.T) {
 	}
 }
 
-// TestSelfModeByRealUID runs the setuid helper directly as nobody, as a
-// hostile user could: its effective uid is 0, yet it serves only the
-// caller's own account and takes no path from the request.
+// TestSelfModeByRealUID runs the setuid launcher directly as nobody, as a
+// hostile user could: the helper it starts runs as root, yet serves only
+// the caller's own account and takes no path from the request.
 func TestSelfModeByRealUID(t *testing.T) {
-	helperBin, _, store := selfSetup(t)
+	launcherBin, _, store := selfSetup(t)
 	me := nobodyName(t)
 	secret := (&stackAccount{store: store}).enroll(t, "alice")
 
@@ -192,7 +195,7 @@ func TestSelfModeByRealUID(t *testing.T) {
 		want string
 	}{
 		{"authenticate for alice", protocol.Request{Op: protocol.OpAuthenticate, User: "alice"}, protocol.ResultAuthErr},
-		{"authenticate for self", protocol.Request{Op: protocol.OpAuthenticate, User: me}, protocol.ResultServiceErr},
+		{"authenticate for self, not enrolled", protocol.Request{Op: protocol.OpAuthenticate, User: me}, protocol.ResultAuthErr},
 		{"status of alice", protocol.Request{Op: protocol.OpStatus, User: "alice"}, protocol.ResultAuthErr},
 		{"verify with a config", protocol.Request{Op: protocol.OpVerify, Args: []string{"config=/tmp/evil.toml"}}, protocol.ResultServiceErr},
 		{"verify, not enrolled", protocol.Request{Op: protocol.OpVerify}, protocol.ResultAuthErr},
@@ -200,7 +203,7 @@ func TestSelfModeByRealUID(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			ui := &recordUI{answer: code(t, secret, 0)}
-			v, err := execAsNobody(helperBin, c.req, ui)
+			v, err := execAsNobody(launcherBin, c.req, ui)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -236,7 +239,7 @@ func (u *recordUI) Prompt(string, bool) (string, error) { return u.answer, nil }
 func (u *recordUI) Message(m string, _ bool)            { u.msgs = append(u.msgs, m) }
 func (u *recordUI) Data(d helper.Data) error            { u.data = append(u.data, d); return nil }
 
-// execAsNobody runs the helper as uid 65534 on a socketpair and converses
+// execAsNobody runs path (the launcher) as uid 65534 on a socketpair and converses
 // with it from this process.
 func execAsNobody(path string, req protocol.Request, ui helper.UI) (string, error) {
 	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
