@@ -1,13 +1,25 @@
 #!/bin/sh
 # Benchmarks. First the Go benchmarks: one verification end to end (files,
-# lock, TOTP) and one backup-code hash. Then, as root, pamtester through
-# pam_otpgate against the same through google-authenticator-libpam (the
-# anchor), in the same run, printed as ratios.
+# lock, TOTP) and one backup-code hash. Then, as root, internal/tools/pambench
+# through real libpam (pamtester, the module and helper as make install
+# lays them out): before and after, the working tree and a baseline git
+# revision each against google-authenticator-libpam (the anchor), in the
+# same run, as ratios; and the timing of the four answers without the code
+# (unknown user, not enrolled, locked, wrong code), with the check that an
+# unknown and a not-enrolled user see the same thing. It prints a markdown
+# snippet for docs/SECURITY.md.
+#
+# Environment:
+#   BASELINE=<git rev>  the "before" (default cedc831, the tree before the
+#                       security work of issue 7); BASELINE= skips it. It is
+#                       built in a temporary git worktree, removed after.
+#   TIMING=<n>          samples of each answer (default 1000; 0 skips).
+#   N=<n>               authentications per module for the ratios (100).
 set -eu
 cd "$(dirname "$0")/.."
 go test -run=NONE -bench=. -benchmem -count=3 ./internal/verify/ ./internal/backupcode/
 if [ "$(id -u)" -eq 0 ]; then
-	go run ./internal/tools/pambench -n 100
+	go run ./internal/tools/pambench -n "${N:-100}" -timing "${TIMING:-1000}" -baseline "${BASELINE-cedc831}"
 else
-	echo "bench: not root, skipping the pamtester comparison (it writes to /etc/pam.d)" >&2
+	echo "bench: not root, skipping the pamtester comparison and timing (they write to /etc/pam.d)" >&2
 fi

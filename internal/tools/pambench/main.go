@@ -1,30 +1,53 @@
-// Command pambench compares one authentication through pam_otpgate (C
-// module, exec of the Go helper) with the same through
+// Command pambench measures otpgate through real libpam: pamtester drives
+// pam_otpgate.so, which execs otpgate-helper, both installed by make
+// install into a private prefix. It prints two things, as plain text and
+// as a markdown snippet for docs/SECURITY.md:
+//
+// Before and after: one authentication with a wrong code through
+// otpgate (the working tree as it is now, and, with -baseline, a git
+// revision built in a temporary git worktree) against the same through
 // google-authenticator-libpam (Debian's libpam-google-authenticator, all
-// in-process C), both driven by pamtester, in the same run on the same
-// machine. It prints the ratio of median wall time and of median CPU time
-// (pamtester and everything it waited for), and the helper's peak RSS.
+// in-process C, the anchor), interleaved in one run on one machine: the
+// medians of wall and CPU time (pamtester and everything it waited for)
+// and their ratio to the anchor. Each module reads its files, computes
+// the codes of its window and denies; otpgate also counts the attempt
+// with an fsynced write, as its design requires, and google-authenticator,
+// without RATE_LIMIT, writes nothing.
 //
-// Both are given a wrong code (a right one works once per 30 s): each
-// module reads its files, computes the codes of its window and denies.
-// otpgate also counts the attempt with an fsynced write, as its design
-// requires; google-authenticator, without RATE_LIMIT, writes nothing.
+// Timing: the four answers a caller can get without the code (an unknown
+// user, a known user who is not enrolled, a locked user, a wrong code for
+// an enrolled user), -timing samples each, in a shuffled order every round
+// so that drift falls on all four alike: the spread of each, a comparison
+// of unknown and not enrolled (bootstrap interval of the difference of
+// the medians and a Mann-Whitney U test), and a check that what pamtester
+// shows for those two (its output and exit status) is byte for byte the
+// same. Any difference there makes pambench exit 1.
 //
-// Run as root: go run ./internal/tools/pambench [-n 60]
+// Run as root from the repository (make bench does):
+//
+//	go run ./internal/tools/pambench [-n 100] [-timing 1000] [-baseline cedc831]
 package main
 
 import (
 	"bytes"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha1"
+	"encoding/base32"
+	"encoding/binary"
 	"encoding/hex"
+	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -34,134 +57,414 @@ import (
 const gaModule = "pam_google_authenticator.so"
 
 func main() {
-	n := flag.Int("n", 60, "authentications per module")
+	n := flag.Int("n", 100, "authentications per module for the comparison with google-authenticator-libpam")
+	timingN := flag.Int("timing", 1000, "samples of each of the four answers for the timing evidence (0: skip it)")
+	baseline := flag.String("baseline", "", "a git revision to build in a temporary worktree and compare with the working tree (empty: none)")
 	flag.Parse()
-	if err := run(*n); err != nil {
+	if *n < 1 || *timingN < 0 {
+		fmt.Fprintln(os.Stderr, "pambench: -n must be at least 1 and -timing at least 0")
+		os.Exit(2)
+	}
+	var c cleanups
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	go func() {
+		s := <-sig
+		fmt.Fprintf(os.Stderr, "pambench: %v; removing the pam.d services, the worktree and the temporary files\n", s)
+		c.run()
+		os.Exit(130)
+	}()
+	err := run(&c, *n, *timingN, *baseline)
+	c.run()
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "pambench:", err)
 		os.Exit(1)
 	}
 }
 
+// cleanups runs, last first and once, what undoes the benchmark's changes
+// to the system, at the end or on a signal.
+type cleanups struct {
+	mu   sync.Mutex
+	fs   []func()
+	done bool
+}
+
+func (c *cleanups) add(f func()) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.fs = append(c.fs, f)
+}
+
+func (c *cleanups) run() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.done {
+		return
+	}
+	c.done = true
+	for i := len(c.fs) - 1; i >= 0; i-- {
+		c.fs[i]()
+	}
+}
+
 type sample struct{ wall, cpu time.Duration }
 
-func run(n int) error {
+// target is one install of otpgate with root enrolled in its own store,
+// behind its own /etc/pam.d service.
+type target struct {
+	install
+	dir     string
+	config  string
+	service string
+	secret  []byte
+}
+
+func run(c *cleanups, n, timingN int, baseline string) error {
 	if os.Geteuid() != 0 {
 		return fmt.Errorf("run as root: the services go into /etc/pam.d and the helper must be root-owned")
 	}
-	if _, err := exec.LookPath("pamtester"); err != nil {
-		return fmt.Errorf("pamtester is missing: apt-get install pamtester libpam-google-authenticator")
+	for _, tool := range []string{"pamtester", "make", "cc", "git"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			return fmt.Errorf("%s is missing: as root, scripts/test-deps.sh installs what this needs (pamtester, libpam-google-authenticator, gcc, make)", tool)
+		}
 	}
 	root, err := os.Getwd()
 	if err != nil {
 		return err
 	}
-	dir, err := os.MkdirTemp("", "otpgate-bench-")
+	// /var/tmp: on disk where /tmp is a tmpfs, so that fsync costs what it
+	// costs under /var/lib/otpgate.
+	dir, err := os.MkdirTemp("/var/tmp", "otpgate-bench-")
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	os.Chmod(dir, 0o755)
-
-	// The module and helper, built as make builds them.
-	helper := filepath.Join(dir, "otpgate-helper")
-	otpgate := filepath.Join(dir, "otpgate")
-	for _, b := range [][]string{
-		{"go", "build", "-trimpath", "-ldflags=-s -w", "-o", helper, "./cmd/otpgate-helper"},
-		{"go", "build", "-trimpath", "-ldflags=-s -w", "-o", otpgate, "./cmd/otpgate"},
-		{"make", "-s", "pam"},
-	} {
-		cmd := exec.Command(b[0], b[1:]...)
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			return fmt.Errorf("%v: %v\n%s", b, err, out)
-		}
+	c.add(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		return err
 	}
-	module := filepath.Join(root, "build", "pam_otpgate.so")
-
-	// otpgate: a store with root enrolled, and a lockout that never trips.
-	config := filepath.Join(dir, "config.toml")
-	os.WriteFile(config, []byte(fmt.Sprintf("store = %q\n[lockout]\nmax_failures = 100\n", filepath.Join(dir, "store"))), 0o644)
-	out, err := exec.Command(otpgate, "--config", config, "enroll", "--user", "root", "--no-confirm", "--json", "--qr", "none").Output()
-	if err != nil {
-		return fmt.Errorf("enroll: %v", err)
-	}
-	secret := between(string(out), `"secret": "`, `"`)
-
-	// google-authenticator: the same secret in its file format.
-	gaFile := filepath.Join(dir, "google_authenticator")
-	os.WriteFile(gaFile, []byte(secret+"\n\" TOTP_AUTH\n\" DISALLOW_REUSE\n\" WINDOW_SIZE 3\n"), 0o400)
-
 	suffix := randHex()
-	otpSvc, gaSvc := "otpgate-bench-"+suffix, "gauth-bench-"+suffix
-	services := map[string]string{
-		otpSvc: fmt.Sprintf("auth required %s helper=%s config=%s\n", module, helper, config),
-		gaSvc:  fmt.Sprintf("auth required %s secret=%s user=root\n", gaModule, gaFile),
+	commit := describe(root)
+
+	fmt.Fprintf(os.Stderr, "pambench: building the working tree (%s) with make install into %s\n", commit, dir)
+	nowDir := filepath.Join(dir, "now")
+	if err := copyTree(root, filepath.Join(nowDir, "src")); err != nil {
+		return err
 	}
-	for name, body := range services {
-		path := filepath.Join("/etc/pam.d", name)
-		if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
-			return err
+	nowInst, err := makeInstall("now ("+commit+")", filepath.Join(nowDir, "src"), nowDir)
+	if err != nil {
+		return err
+	}
+	now, err := newTarget(c, nowInst, nowDir, "otpgate-bench-now-"+suffix)
+	if err != nil {
+		return err
+	}
+	targets := []*target{now}
+
+	var baseNote string
+	if baseline != "" {
+		fmt.Fprintf(os.Stderr, "pambench: building the baseline %s in a temporary git worktree\n", baseline)
+		base, err := buildBaseline(c, root, baseline, filepath.Join(dir, "base"), "otpgate-bench-base-"+suffix)
+		if err != nil {
+			baseNote = fmt.Sprintf("baseline %s not measured: %v", baseline, err)
+			fmt.Fprintf(os.Stderr, "pambench: %s; going on without it\n", baseNote)
+		} else {
+			targets = append(targets, base)
 		}
-		defer os.Remove(path)
 	}
 
-	// Warm up both (page cache, first exec), then alternate.
-	var otp, ga []sample
-	for i := -3; i < n; i++ {
-		a, err := pamtester(otpSvc)
-		if err != nil {
+	// google-authenticator: the working tree's secret in its file format.
+	gaFile := filepath.Join(dir, "google_authenticator")
+	gaText := base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(now.secret) + "\n\" TOTP_AUTH\n\" DISALLOW_REUSE\n\" WINDOW_SIZE 3\n"
+	if err := os.WriteFile(gaFile, []byte(gaText), 0o400); err != nil {
+		return err
+	}
+	gaSvc := "gauth-bench-" + suffix
+	if err := etcService(c, gaSvc, fmt.Sprintf("auth required %s secret=%s user=root\n", gaModule, gaFile)); err != nil {
+		return err
+	}
+
+	cmp, err := compare(targets, gaSvc, n)
+	if err != nil {
+		return err
+	}
+	alone := helperAloneN(targets, n)
+
+	var tm *timingResult
+	if timingN > 0 {
+		fmt.Fprintf(os.Stderr, "pambench: timing, %d samples of each of four answers\n", timingN)
+		if tm, err = timing(c, now, timingN); err != nil {
 			return err
-		}
-		b, err := pamtester(gaSvc)
-		if err != nil {
-			return err
-		}
-		if i >= 0 {
-			otp, ga = append(otp, a), append(ga, b)
-		}
-		if i%90 == 89 {
-			exec.Command(otpgate, "--config", config, "unlock", "--user", "root").Run()
 		}
 	}
-	var alone []sample
-	var rss int64
-	for i := 0; i < n; i++ {
-		h, err := helperAlone(helper, config)
-		if err != nil {
-			return err
-		}
-		alone = append(alone, sample{h.wall, h.cpu})
-		rss = max(rss, h.rss)
+
+	env := environment(dir, commit)
+	printComparison(cmp, targets, n, baseNote, alone)
+	if tm != nil {
+		printTiming(tm)
 	}
-	hw, hc := medians(alone)
-	ow, oc := medians(otp)
-	gw, gc := medians(ga)
-	fmt.Printf("pamtester authenticate, wrong code, n=%d each, medians\n", n)
-	fmt.Printf("  google-authenticator-libpam  wall %8v  cpu %8v\n", gw, gc)
-	fmt.Printf("  otpgate (module + helper)    wall %8v  cpu %8v\n", ow, oc)
-	fmt.Printf("  ratio otpgate/anchor         wall %.2fx     cpu %.2fx\n", float64(ow)/float64(gw), float64(oc)/float64(gc))
-	fmt.Printf("  otpgate-helper alone         wall %8v  cpu %8v  peak RSS %d KiB\n", hw, hc, rss)
+	fmt.Println()
+	fmt.Println("----- 8< markdown for docs/SECURITY.md -----")
+	fmt.Print(markdown(env, cmp, targets, n, baseNote, alone, tm))
+	fmt.Println("----- >8 -----")
+	if tm != nil && tm.mismatches > 0 {
+		return fmt.Errorf("an unknown and a not-enrolled user saw different things in %d of %d samples (see above)", tm.mismatches, tm.compared)
+	}
 	return nil
 }
 
-// pamtester runs one authentication with a wrong code and measures it.
-func pamtester(service string) (sample, error) {
-	cmd := exec.Command("pamtester", service, "root", "authenticate")
-	cmd.Stdin = strings.NewReader("000000\n")
+// buildBaseline checks rev out into a temporary git worktree, builds and
+// installs it there, and removes the worktree again (the install stays
+// under dir until the end).
+func buildBaseline(c *cleanups, root, rev, dir, service string) (*target, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	src := filepath.Join(dir, "src")
+	remove, err := baselineTree(root, rev, src)
+	if err != nil {
+		return nil, err
+	}
+	c.add(remove)
+	inst, err := makeInstall("baseline "+rev, src, dir)
+	remove()
+	if err != nil {
+		return nil, err
+	}
+	return newTarget(c, inst, dir, service)
+}
+
+// newTarget writes a config whose lockout never trips within 90 wrong
+// codes (pambench unlocks every 90), enrolls root with the install's own
+// otpgate and adds its pam.d service.
+func newTarget(c *cleanups, in install, dir, service string) (*target, error) {
+	t := &target{install: in, dir: dir, config: filepath.Join(dir, "config.toml"), service: service}
+	if err := writeConfig(t.config, filepath.Join(dir, "store"), 100, ""); err != nil {
+		return nil, err
+	}
+	secret, err := enroll(t, "root")
+	if err != nil {
+		return nil, err
+	}
+	t.secret = secret
+	return t, etcService(c, service, fmt.Sprintf("auth required %s config=%s\n", in.module, t.config))
+}
+
+func writeConfig(path, store string, maxFailures int, lockDuration string) error {
+	body := fmt.Sprintf("store = %q\n[lockout]\nmax_failures = %d\n", store, maxFailures)
+	if lockDuration != "" {
+		body += fmt.Sprintf("lock_duration = %q\n", lockDuration)
+	}
+	if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
+		return err
+	}
+	return os.Chmod(path, 0o644)
+}
+
+// enroll enrolls user with the target's otpgate and returns the secret.
+func enroll(t *target, user string) ([]byte, error) {
+	out, err := exec.Command(t.otpgate, "--config", t.config, "enroll", "--user", user, "--no-confirm", "--json", "--qr", "none").Output()
+	if err != nil {
+		return nil, fmt.Errorf("%s: otpgate enroll --user %s: %v %s", t.name, user, err, stderrOf(err))
+	}
+	var en struct{ Secret string }
+	if err := json.Unmarshal(out, &en); err != nil || en.Secret == "" {
+		return nil, fmt.Errorf("%s: otpgate enroll --json gave no secret: %v %q", t.name, err, out)
+	}
+	secret, err := base32.StdEncoding.WithPadding(base32.NoPadding).DecodeString(strings.TrimRight(strings.ToUpper(en.Secret), "="))
+	if err != nil {
+		return nil, fmt.Errorf("%s: the enrolled secret is not base32: %v", t.name, err)
+	}
+	return secret, nil
+}
+
+func unlock(t *target, user string) error {
+	if out, err := exec.Command(t.otpgate, "--config", t.config, "unlock", "--user", user).CombinedOutput(); err != nil {
+		return fmt.Errorf("%s: otpgate unlock --user %s: %v %s", t.name, user, err, out)
+	}
+	return nil
+}
+
+func stderrOf(err error) string {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return string(bytes.TrimSpace(ee.Stderr))
+	}
+	return ""
+}
+
+// etcService writes /etc/pam.d/name (pamtester reads nothing else) and
+// registers its removal.
+func etcService(c *cleanups, name, body string) error {
+	path := filepath.Join("/etc/pam.d", name)
+	c.add(func() { os.Remove(path) })
+	if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
+		return err
+	}
+	return os.Chmod(path, 0o644)
+}
+
+// attempt is what one pamtester run showed and how long it took.
+type attempt struct {
+	sample
+	out  string // standard output and error, as the person sees them
+	exit int
+}
+
+// pamtester authenticates user on service, answering code to any prompt.
+func pamtester(service, user, code string) (attempt, error) {
+	cmd := exec.Command("pamtester", service, user, "authenticate")
+	cmd.Stdin = strings.NewReader(code + "\n")
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C"}
+	cmd.WaitDelay = 30 * time.Second
 	start := time.Now()
-	err := cmd.Run()
-	wall := time.Since(start)
-	if err == nil {
-		return sample{}, fmt.Errorf("%s accepted a wrong code", service)
+	if err := cmd.Start(); err != nil {
+		return attempt{}, err
 	}
-	if !strings.Contains(out.String(), "Authentication failure") && !strings.Contains(out.String(), "Authentication token") {
-		return sample{}, fmt.Errorf("%s: unexpected pamtester output %q", service, out.String())
+	timer := time.AfterFunc(60*time.Second, func() { cmd.Process.Kill() })
+	err := cmd.Wait()
+	wall := time.Since(start)
+	timer.Stop()
+	a := attempt{out: out.String(), exit: cmd.ProcessState.ExitCode()}
+	var ee *exec.ExitError
+	if err != nil && !errors.As(err, &ee) {
+		return a, fmt.Errorf("pamtester %s %s: %v", service, user, err)
+	}
+	if !cmd.ProcessState.Exited() {
+		return a, fmt.Errorf("pamtester %s %s: %v (hung for 60 s?) %q", service, user, cmd.ProcessState, a.out)
 	}
 	ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
-	cpu := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-	return sample{wall, cpu}, nil
+	a.sample = sample{wall, time.Duration(ru.Utime.Nano() + ru.Stime.Nano())}
+	return a, nil
+}
+
+// denied fails unless a shows a denial.
+func denied(a attempt, what string) error {
+	if a.exit == 0 || strings.Contains(a.out, "successfully authenticated") {
+		return fmt.Errorf("%s: pamtester accepted (exit %d): %q", what, a.exit, a.out)
+	}
+	if !strings.Contains(a.out, "pamtester: ") {
+		return fmt.Errorf("%s: unexpected pamtester output %q", what, a.out)
+	}
+	return nil
+}
+
+// comparison holds the samples of each otpgate target and the anchor.
+type comparison struct {
+	otp map[*target][]sample
+	ga  []sample
+}
+
+// compare runs n rounds; each round authenticates root with one wrong
+// code through every target and google-authenticator, in a new random
+// order.
+func compare(targets []*target, gaSvc string, n int) (*comparison, error) {
+	cmp := &comparison{otp: map[*target][]sample{}}
+	var secrets [][]byte
+	for _, t := range targets {
+		secrets = append(secrets, t.secret)
+	}
+	runners := len(targets) + 1
+	for i := -3; i < n; i++ { // three rounds to warm up (page cache, first exec)
+		code := wrongCode(secrets, time.Now())
+		for _, k := range randPerm(runners) {
+			svc, name := gaSvc, "google-authenticator"
+			if k < len(targets) {
+				svc, name = targets[k].service, targets[k].name
+			}
+			a, err := pamtester(svc, "root", code)
+			if err != nil {
+				return nil, err
+			}
+			if err := denied(a, name+", wrong code"); err != nil {
+				return nil, err
+			}
+			if i < 0 {
+				continue
+			}
+			if k < len(targets) {
+				cmp.otp[targets[k]] = append(cmp.otp[targets[k]], a.sample)
+			} else {
+				cmp.ga = append(cmp.ga, a.sample)
+			}
+		}
+		if (i+3)%90 == 89 {
+			for _, t := range targets {
+				if err := unlock(t, "root"); err != nil {
+					return nil, err
+				}
+			}
+		}
+	}
+	return cmp, nil
+}
+
+// wrongCode is a six-digit code that is none of the codes of secrets
+// within two steps of now (SHA-1, 30 s: the defaults of both modules).
+func wrongCode(secrets [][]byte, now time.Time) string {
+	step := uint64(now.Unix() / 30)
+	var near []string
+	for _, s := range secrets {
+		for d := uint64(0); d <= 4; d++ {
+			near = append(near, hotp(s, step+d-2))
+		}
+	}
+	for i := 0; ; i++ {
+		c := fmt.Sprintf("%06d", (i*111111+123456)%1000000)
+		if !slices.Contains(near, c) {
+			return c
+		}
+	}
+}
+
+// hotp is RFC 4226 with six digits.
+func hotp(secret []byte, counter uint64) string {
+	m := hmac.New(sha1.New, secret)
+	binary.Write(m, binary.BigEndian, counter)
+	sum := m.Sum(nil)
+	o := sum[len(sum)-1] & 0x0f
+	v := binary.BigEndian.Uint32(sum[o:o+4]) & 0x7fffffff
+	return fmt.Sprintf("%06d", v%1000000)
+}
+
+// helperAloneN runs each target's helper n times as the module does,
+// without libpam or pamtester, interleaved like compare.
+func helperAloneN(targets []*target, n int) map[*target]aloneResult {
+	res := map[*target]aloneResult{}
+	samples := map[*target][]sample{}
+	for i := 0; i < n; i++ {
+		for _, k := range randPerm(len(targets)) {
+			t := targets[k]
+			if res[t].err != nil {
+				continue
+			}
+			h, err := helperAlone(t.helper, t.config)
+			if err != nil {
+				res[t] = aloneResult{err: err}
+				continue
+			}
+			samples[t] = append(samples[t], sample{h.wall, h.cpu})
+			res[t] = aloneResult{rss: max(res[t].rss, h.rss)}
+		}
+		if i%90 == 89 || i == n-1 {
+			for _, t := range targets {
+				if err := unlock(t, "root"); err != nil {
+					res[t] = aloneResult{err: err}
+				}
+			}
+		}
+	}
+	for t, r := range res {
+		if r.err == nil {
+			sm := summarize(samples[t])
+			r.wall = time.Duration(sm.median * float64(time.Millisecond))
+			r.cpu = time.Duration(sm.cpuMedian * float64(time.Millisecond))
+			res[t] = r
+		}
+	}
+	return res
 }
 
 type helperRun struct {
@@ -184,60 +487,60 @@ func helperAlone(helper, config string) (helperRun, error) {
 		return helperRun{}, err
 	}
 	theirs.Close()
-	c, err := net.FileConn(ours)
+	conn, err := net.FileConn(ours)
 	ours.Close()
 	if err != nil {
+		cmd.Process.Kill()
+		cmd.Wait()
 		return helperRun{}, err
 	}
-	defer c.Close()
+	defer conn.Close()
 	req := protocol.Request{Op: protocol.OpAuthenticate, User: "root", Service: "bench", Args: []string{"config=" + config}}
 	p, err := req.Encode()
 	if err != nil {
 		return helperRun{}, err
 	}
-	c.SetDeadline(time.Now().Add(30 * time.Second))
-	if err := protocol.WriteFrame(c, protocol.Frame{Type: protocol.TypeRequest, Payload: p}); err != nil {
-		return helperRun{}, err
-	}
-	for {
-		f, err := protocol.ReadFrame(c)
-		if err != nil {
-			return helperRun{}, err
+	conn.SetDeadline(time.Now().Add(30 * time.Second))
+	err = protocol.WriteFrame(conn, protocol.Frame{Type: protocol.TypeRequest, Payload: p})
+	for err == nil {
+		var f protocol.Frame
+		if f, err = protocol.ReadFrame(conn); err != nil {
+			break
 		}
 		if f.Type == protocol.TypePromptEchoOff || f.Type == protocol.TypePromptEchoOn {
-			protocol.WriteFrame(c, protocol.Frame{Type: protocol.TypeAnswer, Payload: []byte("000000")})
+			protocol.WriteFrame(conn, protocol.Frame{Type: protocol.TypeAnswer, Payload: []byte("000000")})
 		}
 		if f.Type == protocol.TypeResult {
 			break
 		}
+	}
+	if err != nil {
+		cmd.Process.Kill()
+		cmd.Wait()
+		return helperRun{}, fmt.Errorf("the helper alone: %v", err)
 	}
 	cmd.Wait()
 	ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
 	return helperRun{time.Since(start), time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), ru.Maxrss}, nil
 }
 
-func medians(s []sample) (wall, cpu time.Duration) {
-	w := make([]time.Duration, len(s))
-	c := make([]time.Duration, len(s))
-	for i, x := range s {
-		w[i], c[i] = x.wall, x.cpu
-	}
-	return median(w), median(c)
-}
-
-func median(d []time.Duration) time.Duration {
-	sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
-	return d[len(d)/2]
-}
-
-func between(s, start, end string) string {
-	_, rest, _ := strings.Cut(s, start)
-	v, _, _ := strings.Cut(rest, end)
-	return v
-}
-
 func randHex() string {
 	b := make([]byte, 4)
 	rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// randPerm is a random order of 0..n-1 (crypto/rand: no seed to manage).
+func randPerm(n int) []int {
+	p := make([]int, n)
+	for i := range p {
+		p[i] = i
+	}
+	for i := n - 1; i > 0; i-- {
+		var b [8]byte
+		rand.Read(b[:])
+		j := int(binary.LittleEndian.Uint64(b[:]) % uint64(i+1))
+		p[i], p[j] = p[j], p[i]
+	}
+	return p
 }
