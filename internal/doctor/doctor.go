@@ -96,6 +96,18 @@ func (c SSHConfig) has(keyword, value string) bool {
 	return false
 }
 
+// acceptsEnv reports whether an AcceptEnv pattern matches name.
+func (c SSHConfig) acceptsEnv(name string) bool {
+	for _, v := range c["acceptenv"] {
+		for _, p := range strings.Fields(v) {
+			if matchPattern(name, p) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // UsesSSHCheck reports whether ForceCommand runs otpgate sshcheck.
 func (c SSHConfig) UsesSSHCheck() bool {
 	fc := c.Get("forcecommand")
@@ -118,13 +130,14 @@ func (c SSHConfig) needsKbdInteractive() bool {
 	return true
 }
 
-// CheckSSHD checks one resolved sshd configuration. pamHasOtpgate says
-// whether sshd's PAM auth stack runs pam_otpgate.
-func CheckSSHD(c SSHConfig, context string, pamHasOtpgate bool) []Finding {
+// CheckSSHD checks one resolved sshd configuration, given what doctor
+// found in sshd's PAM service.
+func CheckSSHD(c SSHConfig, context string, pam SSHDPAM) []Finding {
 	var out []Finding
 	add := func(problem, fix string) {
 		out = append(out, Finding{Check: "sshd", Context: context, Problem: problem, Fix: fix})
 	}
+	pamHasOtpgate := pam.HasOtpgate
 	if c.UsesSSHCheck() {
 		if c.Get("disableforwarding") != "yes" {
 			var open []string
@@ -141,22 +154,15 @@ func CheckSSHD(c SSHConfig, context string, pamHasOtpgate bool) []Finding {
 					"add DisableForwarding yes to the Match block (see contrib/sshd_config.d/otpgate-forcecommand.conf)")
 			}
 		}
-		if c.Get("permituserrc") != "no" {
-			add("PermitUserRC is on: ~/.ssh/rc runs before otpgate sshcheck asks for the code",
-				"add PermitUserRC no to the Match block")
-		}
 		if !c.has("setenv", "SHLVL=1") {
 			add("ForceCommand otpgate sshcheck without SetEnv SHLVL=1: sshd runs the ForceCommand through the user's shell, and Debian's bash reads ~/.bashrc first, so whatever the user put there runs before the code is asked",
 				"add SetEnv SHLVL=1 to the Match block (see contrib/sshd_config.d/otpgate-forcecommand.conf)")
 		}
-		if !c.has("acceptenv", "OTPGATE_CODE") {
+		if !c.acceptsEnv("OTPGATE_CODE") {
 			add("AcceptEnv lacks OTPGATE_CODE: ssh host cmd, scp and sftp cannot send a code and are always refused",
 				"add AcceptEnv OTPGATE_CODE (with LANG LC_*) to the Match block")
 		}
-		if v := c.Get("permituserenvironment"); v != "no" && v != "" {
-			add("PermitUserEnvironment "+v+": ~/.ssh/environment can change what runs before and around otpgate sshcheck",
-				"set PermitUserEnvironment no")
-		}
+		checkBeforeCode(c, pam, add)
 	} else if c.Get("usepam") == "yes" && pamHasOtpgate && !c.needsKbdInteractive() {
 		add("the sshd PAM stack runs pam_otpgate, but AuthenticationMethods is \""+c.Get("authenticationmethods")+"\": a public key (or GSSAPI) login never reaches PAM's auth stack and skips the code",
 			"set AuthenticationMethods publickey,keyboard-interactive (see contrib/sshd_config.d/otpgate-pam.conf)")

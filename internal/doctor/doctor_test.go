@@ -51,13 +51,15 @@ func TestCheckSSHD(t *testing.T) {
 		want []string // substrings, one per expected finding
 	}{
 		{"stock debian, no otpgate", with(debianT), false, nil},
+		// PermitUserRC yes is not a finding: sshd never runs ~/.ssh/rc
+		// under an administrator's ForceCommand.
 		{"forcecommand without forwarding block", with(debianT, "forcecommand", "/usr/bin/otpgate sshcheck"), false,
-			[]string{"without DisableForwarding yes: allowtcpforwarding yes", "PermitUserRC is on", "without SetEnv SHLVL=1", "AcceptEnv lacks OTPGATE_CODE"}},
+			[]string{"without DisableForwarding yes: allowtcpforwarding yes", "without SetEnv SHLVL=1", "AcceptEnv lacks OTPGATE_CODE"}},
 		{"forcecommand with the contrib block", with(debianT, "forcecommand", "/usr/bin/otpgate sshcheck", "disableforwarding", "yes", "permituserrc", "no", "setenv", "SHLVL=1", "acceptenv", "OTPGATE_CODE"), false, nil},
 		{"forcecommand, each forwarding off by hand", with(debianT, "forcecommand", "/usr/bin/otpgate sshcheck", "allowtcpforwarding", "no",
 			"allowstreamlocalforwarding", "no", "x11forwarding", "no", "allowagentforwarding", "no", "permituserrc", "no", "setenv", "SHLVL=1", "acceptenv", "OTPGATE_CODE"), false, nil},
 		{"forcecommand with user environment", with(debianT, "forcecommand", "/usr/bin/otpgate sshcheck", "disableforwarding", "yes", "permituserrc", "no", "setenv", "SHLVL=1", "acceptenv", "OTPGATE_CODE", "permituserenvironment", "yes"), false,
-			[]string{"PermitUserEnvironment yes"}},
+			[]string{"PermitUserEnvironment yes: ~/.ssh/environment and environment= in authorized_keys set BASH_ENV"}},
 		{"pam has otpgate but keys skip it", with(debianT, "kbdinteractiveauthentication", "yes"), true, []string{"never reaches PAM's auth stack"}},
 		{"recommended pam route", with(debianT, "kbdinteractiveauthentication", "yes", "authenticationmethods", "publickey,keyboard-interactive"), true, nil},
 		{"pam route, kbd-interactive off", with(debianT, "authenticationmethods", "publickey,keyboard-interactive"), true, []string{"KbdInteractiveAuthentication is no"}},
@@ -65,7 +67,7 @@ func TestCheckSSHD(t *testing.T) {
 		{"pam route, UsePAM off", with(debianT, "usepam", "no", "kbdinteractiveauthentication", "yes", "authenticationmethods", "publickey,keyboard-interactive"), true, []string{"UsePAM is no"}},
 		{"one list without kbd-interactive", with(debianT, "kbdinteractiveauthentication", "yes", "authenticationmethods", "publickey,keyboard-interactive publickey"), true, []string{"never reaches PAM's auth stack"}},
 	} {
-		got := CheckSSHD(tc.c, "test", tc.pam)
+		got := CheckSSHD(tc.c, "test", SSHDPAM{HasOtpgate: tc.pam})
 		if len(got) != len(tc.want) {
 			t.Errorf("%s: %d findings, want %d:\n%s", tc.name, len(got), len(tc.want), problems(got))
 			continue
@@ -203,10 +205,13 @@ func TestRealSSHD(t *testing.T) {
 	write("Match User root\n  ForceCommand /usr/bin/otpgate sshcheck\n")
 	r := Run(opts)
 	got := problems(r.Findings)
-	for _, w := range []string{"without DisableForwarding yes", "PermitUserRC is on", "root (sshd ForceCommand otpgate sshcheck) is not enrolled"} {
+	for _, w := range []string{"without DisableForwarding yes", "root (sshd ForceCommand otpgate sshcheck) is not enrolled"} {
 		if !strings.Contains(got, w) {
 			t.Errorf("lacking the block: findings lack %q:\n%s", w, got)
 		}
+	}
+	if strings.Contains(got, "PermitUserRC") {
+		t.Errorf("lacking the block: PermitUserRC flagged, but sshd never runs ~/.ssh/rc under a ForceCommand:\n%s", got)
 	}
 	// The contrib block itself, for root instead of group otpgate.
 	block, err := os.ReadFile("../../contrib/sshd_config.d/otpgate-forcecommand.conf")

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 )
 
@@ -32,10 +33,17 @@ const maxDepth = 16
 // AuthStack returns the auth rules of service in dir (/etc/pam.d),
 // following @include, include and substack, in order.
 func AuthStack(dir, service string) ([]PAMLine, error) {
-	return authStack(dir, service, 0)
+	return Stack(dir, service, "auth")
 }
 
-func authStack(dir, service string, depth int) ([]PAMLine, error) {
+// Stack returns the rules of service in dir whose type is one of types,
+// in order. @include brings in every rule of the named file; include and
+// substack bring in the rules of their own type, as Linux-PAM does.
+func Stack(dir, service string, types ...string) ([]PAMLine, error) {
+	return stack(dir, service, types, 0)
+}
+
+func stack(dir, service string, types []string, depth int) ([]PAMLine, error) {
 	if depth > maxDepth {
 		return nil, fmt.Errorf("%s: includes nested deeper than %d", service, maxDepth)
 	}
@@ -57,7 +65,7 @@ func authStack(dir, service string, depth int) ([]PAMLine, error) {
 			continue
 		}
 		if fields[0] == "@include" && len(fields) > 1 {
-			sub, err := authStack(dir, fields[1], depth+1)
+			sub, err := stack(dir, fields[1], types, depth+1)
 			if err != nil {
 				return nil, err
 			}
@@ -65,7 +73,7 @@ func authStack(dir, service string, depth int) ([]PAMLine, error) {
 			continue
 		}
 		typ := strings.TrimPrefix(fields[0], "-")
-		if typ != "auth" || len(fields) < 3 {
+		if !slices.Contains(types, typ) || len(fields) < 3 {
 			continue
 		}
 		// A [ ... ] control may contain spaces.
@@ -83,7 +91,7 @@ func authStack(dir, service string, depth int) ([]PAMLine, error) {
 			continue
 		}
 		if control == "include" || control == "substack" {
-			sub, err := authStack(dir, rest[0], depth+1)
+			sub, err := stack(dir, rest[0], []string{typ}, depth+1)
 			if err != nil {
 				return nil, err
 			}

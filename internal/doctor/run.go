@@ -108,7 +108,13 @@ func Run(o Options) *Report {
 	}
 	protected := map[string]string{} // user -> why
 	if o.SSHD != "none" {
-		r.checkSSHD(o, accounts, withOtpgate["sshd"], protected)
+		pam := SSHDPAM{HasOtpgate: withOtpgate["sshd"]}
+		// pam_env sets the session's environment from its setcred (auth)
+		// and open_session (session) calls; sshd passes it on.
+		if rules, err := Stack(o.PAMDir, "sshd", "auth", "session"); err == nil {
+			pam.UserEnv = UserEnvRules(rules)
+		}
+		r.checkSSHD(o, accounts, pam, protected)
 	}
 	for _, g := range o.Groups {
 		members, err := GroupMembers(o.Group, accounts, g)
@@ -143,7 +149,7 @@ func Run(o Options) *Report {
 	return r
 }
 
-func (r *Report) checkSSHD(o Options, accounts []passwd.Entry, pamHas bool, protected map[string]string) {
+func (r *Report) checkSSHD(o Options, accounts []passwd.Entry, pam SSHDPAM, protected map[string]string) {
 	args := []string{"-T"}
 	if o.SSHDConfig != "" {
 		args = append(args, "-f", o.SSHDConfig)
@@ -154,12 +160,12 @@ func (r *Report) checkSSHD(o Options, accounts []passwd.Entry, pamHas bool, prot
 		return
 	}
 	global := ParseSSHDT(out)
-	r.add(CheckSSHD(global, "sshd -T", pamHas)...)
+	r.add(CheckSSHD(global, "sshd -T", pam)...)
+	// Every account, those without a login shell too: under a ForceCommand
+	// they lose even internal-sftp, which runs without the shell otherwise.
+	noShell := shellsByForceCommand{}
 	n := 0
 	for _, a := range accounts {
-		if !a.CanLogIn() {
-			continue
-		}
 		if n++; n > o.MaxUsers {
 			r.note("sshd: stopped after %d accounts", o.MaxUsers)
 			break
@@ -171,14 +177,21 @@ func (r *Report) checkSSHD(o Options, accounts []passwd.Entry, pamHas bool, prot
 			continue
 		}
 		c := ParseSSHDT(out)
-		r.add(CheckSSHD(c, "-C "+ctx, pamHas)...)
+		if c.UsesSSHCheck() && noShell.add(a, c.Get("forcecommand")) {
+			continue // it never gets as far as anything below
+		}
+		if !a.CanLogIn() {
+			continue
+		}
+		r.add(CheckSSHD(c, "-C "+ctx, pam)...)
 		switch {
 		case c.UsesSSHCheck():
 			protected[a.Name] = "sshd ForceCommand otpgate sshcheck"
-		case c.Get("usepam") == "yes" && pamHas && c.needsKbdInteractive():
+		case c.Get("usepam") == "yes" && pam.HasOtpgate && c.needsKbdInteractive():
 			protected[a.Name] = "sshd keyboard-interactive with pam_otpgate"
 		}
 	}
+	r.add(noShell.findings()...)
 	r.note("sshd: %s and %d accounts", o.SSHD, min(n, o.MaxUsers))
 }
 
