@@ -3,8 +3,8 @@
 # lock, TOTP) and one backup-code hash. Then, as root, internal/tools/pambench
 # through real libpam (pamtester, the module and helper as make install
 # lays them out): before and after, the working tree and a baseline git
-# revision each against google-authenticator-libpam (the anchor), in the
-# same run, as ratios; and the timing of the four answers without the code
+# revision each against google-authenticator-libpam (the anchor), with a
+# wrong code and with a right one, in the same run, as ratios; and the timing of the four answers without the code
 # (unknown user, not enrolled, locked, wrong code), with the check that an
 # unknown and a not-enrolled user see the same thing. It prints a markdown
 # snippet for docs/SECURITY.md.
@@ -14,12 +14,12 @@
 #                       security work of issue 7); BASELINE= skips it. It is
 #                       built in a temporary git worktree, removed after.
 #   TIMING=<n>          samples of each answer (default 1000; 0 skips).
-#   N=<n>               authentications per module for the ratios (100).
+#   N=<n>               authentications per module for the ratios (300).
 set -eu
 cd "$(dirname "$0")/.."
 go test -run=NONE -bench=. -benchmem -count=3 ./internal/verify/ ./internal/backupcode/
 if [ "$(id -u)" -eq 0 ]; then
-	go run ./internal/tools/pambench -n "${N:-100}" -timing "${TIMING:-1000}" -baseline "${BASELINE-cedc831}"
+	go run ./internal/tools/pambench -n "${N:-300}" -timing "${TIMING:-1000}" -baseline "${BASELINE-cedc831}"
 else
 	echo "bench: not root, skipping the pamtester comparison and timing (they write to /etc/pam.d)" >&2
 fi

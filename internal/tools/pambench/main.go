@@ -3,16 +3,18 @@
 // install into a private prefix. It prints two things, as plain text and
 // as a markdown snippet for docs/SECURITY.md:
 //
-// Before and after: one authentication with a wrong code through
+// Before and after: one authentication with a wrong code, and one with
+// the right code (a new user each time: a code is accepted once), through
 // otpgate (the working tree as it is now, and, with -baseline, a git
 // revision built in a temporary git worktree) against the same through
 // google-authenticator-libpam (Debian's libpam-google-authenticator, all
 // in-process C, the anchor), interleaved in one run on one machine: the
 // medians of wall and CPU time (pamtester and everything it waited for)
-// and their ratio to the anchor. Each module reads its files, computes
-// the codes of its window and denies; otpgate also counts the attempt
-// with an fsynced write, as its design requires, and google-authenticator,
-// without RATE_LIMIT, writes nothing.
+// and their ratio to the anchor. With a wrong code each module reads its
+// files, computes the codes of its window and denies; otpgate also counts
+// the attempt with an fsynced write, as its design requires, and
+// google-authenticator, without RATE_LIMIT, writes nothing. With the
+// right code both record the code as used.
 //
 // Timing: the four answers a caller can get without the code (an unknown
 // user, a known user who is not enrolled, a locked user, a wrong code for
@@ -25,7 +27,7 @@
 //
 // Run as root from the repository (make bench does):
 //
-//	go run ./internal/tools/pambench [-n 100] [-timing 1000] [-baseline cedc831]
+//	go run ./internal/tools/pambench [-n 300] [-timing 1000] [-baseline cedc831]
 package main
 
 import (
@@ -57,7 +59,7 @@ import (
 const gaModule = "pam_google_authenticator.so"
 
 func main() {
-	n := flag.Int("n", 100, "authentications per module for the comparison with google-authenticator-libpam")
+	n := flag.Int("n", 300, "authentications of each kind (wrong code, right code) per module for the comparison with google-authenticator-libpam")
 	timingN := flag.Int("timing", 1000, "samples of each of the four answers for the timing evidence (0: skip it)")
 	baseline := flag.String("baseline", "", "a git revision to build in a temporary worktree and compare with the working tree (empty: none)")
 	flag.Parse()
@@ -118,6 +120,10 @@ type target struct {
 	config  string
 	service string
 	secret  []byte
+	// The right-code runs: users enrolled once each, without backup
+	// codes (a TOTP success never looks at them), behind their own service.
+	okService string
+	okSecrets map[string][]byte
 }
 
 func run(c *cleanups, n, timingN int, baseline string) error {
@@ -173,6 +179,33 @@ func run(c *cleanups, n, timingN int, baseline string) error {
 		}
 	}
 
+	// Right codes: a user per round (a code is accepted once), the same
+	// names and, for google-authenticator, the working tree's secrets.
+	var okUsers []string
+	for i := 0; i < n+3; i++ {
+		okUsers = append(okUsers, fmt.Sprintf("okbench%04d", i))
+	}
+	fmt.Fprintf(os.Stderr, "pambench: enrolling %d users in each store for the right-code runs\n", len(okUsers))
+	for _, t := range targets {
+		if err := setupRight(c, t, okUsers); err != nil {
+			return err
+		}
+	}
+	gaDir := filepath.Join(dir, "ga")
+	if err := os.Mkdir(gaDir, 0o755); err != nil {
+		return err
+	}
+	for _, u := range okUsers {
+		text := base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(now.okSecrets[u]) + "\n\" TOTP_AUTH\n\" DISALLOW_REUSE\n\" WINDOW_SIZE 3\n"
+		if err := os.WriteFile(filepath.Join(gaDir, u), []byte(text), 0o400); err != nil {
+			return err
+		}
+	}
+	gaOKSvc := "gauth-bench-ok-" + suffix
+	if err := etcService(c, gaOKSvc, fmt.Sprintf("auth required %s secret=%s/${USER} user=root\n", gaModule, gaDir)); err != nil {
+		return err
+	}
+
 	// google-authenticator: the working tree's secret in its file format.
 	gaFile := filepath.Join(dir, "google_authenticator")
 	gaText := base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(now.secret) + "\n\" TOTP_AUTH\n\" DISALLOW_REUSE\n\" WINDOW_SIZE 3\n"
@@ -184,7 +217,7 @@ func run(c *cleanups, n, timingN int, baseline string) error {
 		return err
 	}
 
-	cmp, err := compare(targets, gaSvc, n)
+	cmp, err := compare(targets, gaSvc, gaOKSvc, okUsers, now.okSecrets, n)
 	if err != nil {
 		return err
 	}
@@ -250,6 +283,31 @@ func newTarget(c *cleanups, in install, dir, service string) (*target, error) {
 	return t, etcService(c, service, fmt.Sprintf("auth required %s config=%s\n", in.module, t.config))
 }
 
+// setupRight enrolls users in the target's store for the right-code
+// runs, under a config without backup codes (enrolling is then quick),
+// and adds its service.
+func setupRight(c *cleanups, t *target, users []string) error {
+	config := filepath.Join(t.dir, "ok.toml")
+	body := fmt.Sprintf("store = %q\n[backup_codes]\ncount = 0\n", filepath.Join(t.dir, "store"))
+	if err := os.WriteFile(config, []byte(body), 0o644); err != nil {
+		return err
+	}
+	t.okSecrets = map[string][]byte{}
+	for _, u := range users {
+		out, err := exec.Command(t.otpgate, "--config", config, "enroll", "--user", u, "--no-confirm", "--json", "--qr", "none").Output()
+		if err != nil {
+			return fmt.Errorf("%s: otpgate enroll --user %s: %v %s", t.name, u, err, stderrOf(err))
+		}
+		secret, err := secretOf(t, out)
+		if err != nil {
+			return err
+		}
+		t.okSecrets[u] = secret
+	}
+	t.okService = t.service + "-ok"
+	return etcService(c, t.okService, fmt.Sprintf("auth required %s config=%s\n", t.module, config))
+}
+
 func writeConfig(path, store string, maxFailures int, lockDuration string) error {
 	body := fmt.Sprintf("store = %q\n[lockout]\nmax_failures = %d\n", store, maxFailures)
 	if lockDuration != "" {
@@ -267,6 +325,11 @@ func enroll(t *target, user string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: otpgate enroll --user %s: %v %s", t.name, user, err, stderrOf(err))
 	}
+	return secretOf(t, out)
+}
+
+// secretOf reads the secret from otpgate enroll --json.
+func secretOf(t *target, out []byte) ([]byte, error) {
 	var en struct{ Secret string }
 	if err := json.Unmarshal(out, &en); err != nil || en.Secret == "" {
 		return nil, fmt.Errorf("%s: otpgate enroll --json gave no secret: %v %q", t.name, err, out)
@@ -351,42 +414,68 @@ func denied(a attempt, what string) error {
 	return nil
 }
 
-// comparison holds the samples of each otpgate target and the anchor.
+// comparison holds the samples of each otpgate target and the anchor,
+// with a wrong code and with a right one.
 type comparison struct {
-	otp map[*target][]sample
-	ga  []sample
+	otp, otpOK map[*target][]sample
+	ga, gaOK   []sample
 }
 
-// compare runs n rounds; each round authenticates root with one wrong
-// code through every target and google-authenticator, in a new random
-// order.
-func compare(targets []*target, gaSvc string, n int) (*comparison, error) {
-	cmp := &comparison{otp: map[*target][]sample{}}
+// compare runs n rounds. Each round authenticates root with one wrong
+// code, and a new user with the right code, through every target and
+// google-authenticator, all in a new random order.
+func compare(targets []*target, gaSvc, gaOKSvc string, okUsers []string, gaSecrets map[string][]byte, n int) (*comparison, error) {
+	cmp := &comparison{otp: map[*target][]sample{}, otpOK: map[*target][]sample{}}
 	var secrets [][]byte
 	for _, t := range targets {
 		secrets = append(secrets, t.secret)
 	}
-	runners := len(targets) + 1
+	type runner struct {
+		name, svc string
+		t         *target // nil: google-authenticator
+		right     bool
+	}
+	var runners []runner
+	for _, t := range targets {
+		runners = append(runners, runner{t.name, t.service, t, false}, runner{t.name, t.okService, t, true})
+	}
+	runners = append(runners, runner{"google-authenticator", gaSvc, nil, false}, runner{"google-authenticator", gaOKSvc, nil, true})
 	for i := -3; i < n; i++ { // three rounds to warm up (page cache, first exec)
-		code := wrongCode(secrets, time.Now())
-		for _, k := range randPerm(runners) {
-			svc, name := gaSvc, "google-authenticator"
-			if k < len(targets) {
-				svc, name = targets[k].service, targets[k].name
+		wrong := wrongCode(secrets, time.Now())
+		okUser := okUsers[i+3]
+		for _, k := range randPerm(len(runners)) {
+			r := runners[k]
+			user, code := "root", wrong
+			if r.right {
+				sec := gaSecrets[okUser]
+				if r.t != nil {
+					sec = r.t.okSecrets[okUser]
+				}
+				user, code = okUser, hotp(sec, uint64(time.Now().Unix()/30))
 			}
-			a, err := pamtester(svc, "root", code)
+			a, err := pamtester(r.svc, user, code)
 			if err != nil {
 				return nil, err
 			}
-			if err := denied(a, name+", wrong code"); err != nil {
-				return nil, err
+			if r.right && (a.exit != 0 || !strings.Contains(a.out, "successfully authenticated")) {
+				return nil, fmt.Errorf("%s refused the right code of %s (exit %d): %q", r.name, user, a.exit, a.out)
+			}
+			if !r.right {
+				if err := denied(a, r.name+", wrong code"); err != nil {
+					return nil, err
+				}
 			}
 			if i < 0 {
 				continue
 			}
-			if k < len(targets) {
-				cmp.otp[targets[k]] = append(cmp.otp[targets[k]], a.sample)
-			} else {
+			switch {
+			case r.t != nil && r.right:
+				cmp.otpOK[r.t] = append(cmp.otpOK[r.t], a.sample)
+			case r.t != nil:
+				cmp.otp[r.t] = append(cmp.otp[r.t], a.sample)
+			case r.right:
+				cmp.gaOK = append(cmp.gaOK, a.sample)
+			default:
 				cmp.ga = append(cmp.ga, a.sample)
 			}
 		}

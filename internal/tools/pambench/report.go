@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -64,14 +65,23 @@ func fsType(path string) string {
 func msd(d time.Duration) string { return fmt.Sprintf("%.2f ms", ms(d)) }
 
 func printComparison(cmp *comparison, targets []*target, n int, baseNote string, alone map[*target]aloneResult) {
-	ga := summarize(cmp.ga)
-	fmt.Printf("pamtester authenticate, wrong code, n=%d each, interleaved, medians\n", n)
-	fmt.Printf("  %-34s wall %9.2f ms  cpu %9.2f ms\n", "google-authenticator-libpam", ga.median, ga.cpuMedian)
-	for i := len(targets) - 1; i >= 0; i-- {
-		t := targets[i]
-		s := summarize(cmp.otp[t])
-		fmt.Printf("  %-34s wall %9.2f ms  cpu %9.2f ms  ratio to anchor: wall %.2fx cpu %.2fx\n",
-			"otpgate "+t.name, s.median, s.cpuMedian, s.median/ga.median, s.cpuMedian/ga.cpuMedian)
+	for _, right := range []bool{false, true} {
+		gaS, otp, what := cmp.ga, cmp.otp, "wrong code for root"
+		if right {
+			gaS, otp, what = cmp.gaOK, cmp.otpOK, "right code, a new user each round"
+		}
+		ga := summarize(gaS)
+		fmt.Printf("pamtester authenticate, %s, n=%d each, interleaved, medians\n", what, n)
+		fmt.Printf("  %-34s wall %9.2f ms  cpu %9.2f ms\n", "google-authenticator-libpam", ga.median, ga.cpuMedian)
+		for i := len(targets) - 1; i >= 0; i-- {
+			t := targets[i]
+			s := summarize(otp[t])
+			fmt.Printf("  %-34s wall %9.2f ms  cpu %9.2f ms  ratio to anchor: wall %.2fx cpu %.2fx\n",
+				"otpgate "+t.name, s.median, s.cpuMedian, s.median/ga.median, s.cpuMedian/ga.cpuMedian)
+		}
+		if len(targets) > 1 {
+			fmt.Printf("  %s\n", nowVsBaseline(otp[targets[0]], otp[targets[1]]))
+		}
 	}
 	if baseNote != "" {
 		fmt.Printf("  (%s)\n", baseNote)
@@ -84,6 +94,27 @@ func printComparison(cmp *comparison, targets []*target, n int, baseNote string,
 			fmt.Printf("  %-34s wall %9.2f ms  cpu %9.2f ms  peak RSS %d KiB\n", "helper alone, "+t.name, ms(a.wall), ms(a.cpu), a.rss)
 		}
 	}
+}
+
+// nowVsBaseline is the difference of the wall and CPU medians of the
+// working tree and the baseline, with bootstrap intervals: the machine's
+// noise, in the same units.
+func nowVsBaseline(now, base []sample) string {
+	wn, wb := summarize(now), summarize(base)
+	wlo, whi := bootstrapMedianDiff(wb.wall, wn.wall, resamples, confidence)
+	cn, cb := cpuOf(now), cpuOf(base)
+	clo, chi := bootstrapMedianDiff(cb, cn, resamples, confidence)
+	return fmt.Sprintf("now minus baseline, medians: wall %+.2f ms [%+.2f, %+.2f], CPU %+.2f ms [%+.2f, %+.2f] (%.0f %% bootstrap intervals)",
+		wn.median-wb.median, wlo, whi, percentile(cn, 50)-percentile(cb, 50), clo, chi, confidence*100)
+}
+
+func cpuOf(s []sample) []float64 {
+	c := make([]float64, len(s))
+	for i, x := range s {
+		c[i] = ms(x.cpu)
+	}
+	slices.Sort(c)
+	return c
 }
 
 // unknownVsNotEnrolled compares the two: the difference of the medians
@@ -138,16 +169,21 @@ func cell(s string) string {
 
 func markdown(env string, cmp *comparison, targets []*target, n int, baseNote string, alone map[*target]aloneResult, tm *timingResult) string {
 	var b strings.Builder
-	ga := summarize(cmp.ga)
+	ga, gaOK := summarize(cmp.ga), summarize(cmp.gaOK)
 	fmt.Fprintf(&b, "Measured by `make bench` (internal/tools/pambench) on %s.\n\n", env)
-	fmt.Fprintf(&b, "**Before and after**: pamtester, one authentication of root with a wrong code, %d of each, interleaved in one run; medians of wall and CPU time (pamtester and what it waited for).\n\n", n)
-	b.WriteString("| | wall | CPU | wall / google-authenticator | CPU / google-authenticator |\n|---|---:|---:|---:|---:|\n")
+	fmt.Fprintf(&b, "**Before and after**: pamtester, %d authentications of each kind through each module, all interleaved in one run: root with a wrong code, and a new user each time with the right code. Medians of wall and CPU time (pamtester and what it waited for), and their ratio to google-authenticator-libpam.\n\n", n)
+	b.WriteString("| | wrong code: wall | CPU | wall × | CPU × | right code: wall | CPU | wall × | CPU × |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for i := len(targets) - 1; i >= 0; i-- {
 		t := targets[i]
-		s := summarize(cmp.otp[t])
-		fmt.Fprintf(&b, "| otpgate %s | %.2f ms | %.2f ms | %.2f× | %.2f× |\n", t.name, s.median, s.cpuMedian, s.median/ga.median, s.cpuMedian/ga.cpuMedian)
+		s, ok := summarize(cmp.otp[t]), summarize(cmp.otpOK[t])
+		fmt.Fprintf(&b, "| otpgate %s | %.2f ms | %.2f ms | %.2f | %.2f | %.2f ms | %.2f ms | %.2f | %.2f |\n", t.name,
+			s.median, s.cpuMedian, s.median/ga.median, s.cpuMedian/ga.cpuMedian,
+			ok.median, ok.cpuMedian, ok.median/gaOK.median, ok.cpuMedian/gaOK.cpuMedian)
 	}
-	fmt.Fprintf(&b, "| google-authenticator-libpam | %.2f ms | %.2f ms | 1 | 1 |\n", ga.median, ga.cpuMedian)
+	fmt.Fprintf(&b, "| google-authenticator-libpam | %.2f ms | %.2f ms | 1 | 1 | %.2f ms | %.2f ms | 1 | 1 |\n", ga.median, ga.cpuMedian, gaOK.median, gaOK.cpuMedian)
+	if len(targets) > 1 {
+		fmt.Fprintf(&b, "\nWrong code, %s. Right code, %s.\n", nowVsBaseline(cmp.otp[targets[0]], cmp.otp[targets[1]]), nowVsBaseline(cmp.otpOK[targets[0]], cmp.otpOK[targets[1]]))
+	}
 	var parts []string
 	for i := len(targets) - 1; i >= 0; i-- {
 		if a := alone[targets[i]]; a.err == nil {
