@@ -4,17 +4,19 @@
 # through real libpam (pamtester, the module and helper as make install
 # lays them out): before and after, the working tree and a baseline git
 # revision each against google-authenticator-libpam (the anchor), with a
-# wrong code and with a right one, in the same run, as ratios; and the timing of the four answers without the code
-# (unknown user, not enrolled, locked, wrong code), with the check that an
-# unknown and a not-enrolled user see the same thing. It prints a markdown
-# snippet for docs/SECURITY.md.
+# wrong code and with a right one, in the same run, as ratios; and the
+# timing of the four answers without the code (unknown user, not enrolled,
+# locked, wrong code), with the check that an unknown and a not-enrolled
+# user see the same thing. It prints a markdown snippet for
+# docs/SECURITY.md.
 #
 # Environment:
 #   BASELINE=<git rev>  the "before" (default cedc831, the tree before the
 #                       security work of issue 7); BASELINE= skips it. It is
 #                       built in a temporary git worktree, removed after.
 #   TIMING=<n>          samples of each answer (default 1000; 0 skips).
-#   N=<n>               authentications per module for the ratios (300).
+#   N=<n>               authentications of each kind per module for the
+#                       ratios (default 300).
 set -eu
 cd "$(dirname "$0")/.."
 go test -run=NONE -bench=. -benchmem -count=3 ./internal/verify/ ./internal/backupcode/
