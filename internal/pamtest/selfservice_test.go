@@ -242,6 +242,12 @@ func (u *recordUI) Data(d helper.Data) error            { u.data = append(u.data
 // execAsNobody runs path (the launcher) as uid 65534 on a socketpair and converses
 // with it from this process.
 func execAsNobody(path string, req protocol.Request, ui helper.UI) (string, error) {
+	// Ignored: the launcher gives the helper a fixed environment.
+	return execAsNobodyEnv(path, []string{"OTPGATE_CONFIG=/tmp/evil.toml", "GOTRACEBACK=all"}, req, ui)
+}
+
+// execAsNobodyEnv is execAsNobody with the environment env.
+func execAsNobodyEnv(path string, env []string, req protocol.Request, ui helper.UI) (string, error) {
 	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return "", err
@@ -254,7 +260,7 @@ func execAsNobody(path string, req protocol.Request, ui helper.UI) (string, erro
 	}
 	defer c.Close()
 	cmd := asNobody(path)
-	cmd.Env = []string{"OTPGATE_CONFIG=/tmp/evil.toml", "GOTRACEBACK=all"} // ignored
+	cmd.Env = env
 	cmd.Stdin, cmd.Stdout = theirs, theirs
 	if err := cmd.Start(); err != nil {
 		return "", err
