@@ -141,7 +141,7 @@ func pathError(path string, err error) error {
 	case errors.Is(err, unix.ENOENT):
 		return fmt.Errorf("%s: %w", path, os.ErrNotExist)
 	}
-	return fmt.Errorf("%s: %w", path, err)
+	return fmt.Errorf("%s: %w%s", path, err, fix(err, filepath.Dir(path)))
 }
 
 // checkFile refuses anything but a regular file with one link, owned by
@@ -226,7 +226,7 @@ func (o owners) writeFile(dirfd int, dirPath, name string, data []byte) error {
 	}
 	fd, err := unix.Openat(dirfd, tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
 	if err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
+		return fmt.Errorf("writing %s: %w%s", path, err, fix(err, dirPath))
 	}
 	f := os.NewFile(uintptr(fd), tmp)
 	err = unix.Fchmod(fd, 0o600)
@@ -251,7 +251,21 @@ func (o owners) writeFile(dirfd int, dirPath, name string, data []byte) error {
 		return nil
 	}
 	unix.Unlinkat(dirfd, tmp, 0)
-	return fmt.Errorf("writing %s: %w; the previous file is unchanged", path, err)
+	return fmt.Errorf("writing %s: %w; the previous file is unchanged%s", path, err, fix(err, dirPath))
+}
+
+// fix says what to do about an error the file system gave, where that is
+// clear.
+func fix(err error, dir string) string {
+	switch {
+	case errors.Is(err, unix.ENOSPC), errors.Is(err, unix.EDQUOT):
+		return "; free space on the file system that holds " + dir
+	case errors.Is(err, unix.EROFS):
+		return "; the file system that holds " + dir + " is read-only: remount it read-write"
+	case errors.Is(err, unix.EFBIG):
+		return "; a file-size limit (ulimit -f) stopped the write"
+	}
+	return ""
 }
 
 // removeFile removes name from dirfd, if it is there.

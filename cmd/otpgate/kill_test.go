@@ -52,7 +52,19 @@ func (e *env) runWithin(d time.Duration, stdin string, args ...string) (string, 
 		}
 		code = ee.ExitCode()
 	}
-	return out.String(), errb.String(), code
+	return out.String(), withoutLogLines(errb.String()), code
+}
+
+// withoutLogLines drops the attempt lines otpgate writes to standard error
+// where there is no syslog: the answer is the rest.
+func withoutLogLines(s string) string {
+	var keep []string
+	for _, l := range strings.SplitAfter(s, "\n") {
+		if !strings.HasPrefix(l, "otpgate: log: ") {
+			keep = append(keep, l)
+		}
+	}
+	return strings.Join(keep, "")
 }
 
 // What an attempt sends.
@@ -359,10 +371,10 @@ func (k *killRun) start(class int, kill bool, input string, args ...string) (std
 	}
 	ws := cmd.ProcessState.Sys().(syscall.WaitStatus)
 	if ws.Signaled() {
-		return out.String(), errb.String(), -1, true, after
+		return out.String(), withoutLogLines(errb.String()), -1, true, after
 	}
 	k.est[class] = (k.est[class]*3 + took) / 4
-	return out.String(), errb.String(), ws.ExitStatus(), false, after
+	return out.String(), withoutLogLines(errb.String()), ws.ExitStatus(), false, after
 }
 
 // attempt runs one verification and checks everything it may have done.

@@ -117,7 +117,7 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	e.cfg = cfg
 	e.store = keystore.New(cfg.Store)
 	e.mgr = &account.Manager{Store: e.store, Config: cfg}
-	e.log = authlog.Open("otpgate", nil)
+	e.log = authlog.Open("otpgate", stderr) // no syslog (a container): the line goes to standard error
 	defer e.log.Close()
 	return report(stderr, cmd.run(e, rest))
 }
