@@ -1,8 +1,17 @@
-// Command otpgate-helper is the privileged half of otpgate: pam_otpgate.so
-// execs it (as root) with a socketpair on its standard input and output,
-// and so does otpgate-launch-helper, the small setuid-root C program
-// through which a normal user reaches it. See internal/helper for what it
-// does in each mode.
+// Command otpgate-helper is the privileged half of otpgate. It runs in
+// one of two ways:
+//
+//   - exec mode: pam_otpgate.so execs it (as root) with a socketpair on
+//     its standard input and output for one request, and so does
+//     otpgate-launch-helper, the small setuid-root C program through which
+//     a normal user reaches it;
+//   - serve mode, the daemon: `otpgate-helper --serve` under systemd
+//     socket activation (contrib/systemd/otpgate-helper.socket), or
+//     `otpgate-helper --listen PATH` where there is no systemd. The module
+//     and otpgate connect to /run/otpgate/helper.sock first and exec only
+//     when nothing listens there.
+//
+// See internal/helper for what it does for each caller.
 //
 // It is not setuid itself and refuses to run as one: a setuid Go program
 // reads its caller's environment (GODEBUG, TZ, ...) in the runtime and in
@@ -12,8 +21,10 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
+	"os/signal"
 	"strconv"
 	"strings"
 	"syscall"
@@ -32,6 +43,9 @@ var selfConfig = config.DefaultPath
 const selfUIDFlag = "--self-uid="
 
 func main() {
+	if len(os.Args) >= 2 && (os.Args[1] == "--serve" || os.Args[1] == "--listen") {
+		os.Exit(serve(os.Args[1:]))
+	}
 	log := authlog.Open("otpgate", nil)
 	if err := harden.Process(); err != nil {
 		refuse(log, "cannot reset the process it was started with: "+err.Error())
@@ -48,6 +62,52 @@ func main() {
 	code := helper.Run(c, helper.Options{Caller: caller, SelfConfig: selfConfig, Passwd: "/etc/passwd", Log: log})
 	log.Close()
 	os.Exit(code)
+}
+
+// serve runs the daemon: --serve (the socket from systemd) or --listen
+// PATH. It stops on SIGTERM or SIGINT.
+func serve(args []string) int {
+	// The lines also go to standard error: the journal, or docker logs
+	// in a container without syslog.
+	log := authlog.Open("otpgate", os.Stderr)
+	defer log.Close()
+	fail := func(format string, a ...any) int {
+		msg := fmt.Sprintf(format, a...)
+		log.Notice("helper: " + msg)
+		fmt.Fprintf(os.Stderr, "otpgate-helper: %s\n", msg)
+		return 2
+	}
+	if os.Getuid() != 0 || os.Geteuid() != 0 {
+		return fail("the daemon runs as root (uid %d, euid %d)", os.Getuid(), os.Geteuid())
+	}
+	if err := harden.Process(); err != nil {
+		return fail("cannot reset the process it was started with: %v", err)
+	}
+	var lfd int
+	var err error
+	switch {
+	case len(args) == 1 && args[0] == "--serve":
+		lfd, err = helper.ListenFDs()
+		if err == nil && lfd < 0 {
+			err = fmt.Errorf("no socket from systemd (LISTEN_FDS); use --listen %s without systemd", helper.DefaultSocket)
+		}
+	case len(args) == 2 && args[0] == "--listen" && args[1] != "":
+		lfd, err = helper.Listen(args[1])
+	default:
+		return fail("usage: otpgate-helper --serve | --listen PATH")
+	}
+	if err != nil {
+		return fail("%v", err)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	srv := &helper.Server{Options: helper.Options{SelfConfig: selfConfig, Passwd: "/etc/passwd", Log: log}}
+	log.Info("helper: serving")
+	if err := srv.Serve(ctx, lfd); err != nil {
+		return fail("%v", err)
+	}
+	log.Info("helper: stopped")
+	return 0
 }
 
 // callerUID decides whom the helper serves: 0 (trusted mode) when root
