@@ -63,7 +63,8 @@ const abortWait = 2 * time.Second
 // Options are sshcheck's inputs. The zero value of each field means the
 // documented default.
 type Options struct {
-	Helper     string          // the helper; "" means helper.InstalledPath. Never from the environment or a flag.
+	Helper     string          // the launcher; "" means helper.InstalledPath. Never from the environment or a flag.
+	Socket     string          // the daemon's socket, tried first; "" means helper.SocketPath. Never from the environment or a flag.
 	Config     string          // root only: the config the helper reads (config=); "" means its default
 	Timeout    time.Duration   // how long the prompt waits; 0 means DefaultTimeout
 	SFTPServer string          // the sftp-server for internal-sftp; "" means the first of SFTPServers that exists
@@ -78,6 +79,9 @@ type Options struct {
 }
 
 func (o *Options) defaults() {
+	if o.Socket == "" {
+		o.Socket = helper.SocketPath
+	}
 	if o.Helper == "" {
 		o.Helper = helper.InstalledPath
 	}
@@ -176,8 +180,10 @@ func (c *check) run() error {
 	if !executable(target.Path) {
 		return deny("%s is not an executable file", target.Path)
 	}
-	if err := checkHelper(o.Helper); err != nil {
-		return deny("%v; an administrator must install otpgate (make install)", err)
+	if !helper.DaemonSocket(o.Socket) {
+		if err := checkHelper(o.Helper); err != nil {
+			return deny("%v, and no otpgate-helper daemon listens at %s; an administrator must install otpgate (make install)", err, o.Socket)
+		}
 	}
 
 	u := &ui{stderr: o.Stderr}
@@ -217,7 +223,7 @@ func (c *check) run() error {
 	done := make(chan outcome, 1)
 	c.helperRan = true
 	go func() {
-		v, err := helper.Exec(o.Helper, req, u)
+		v, err := helper.Reach(o.Socket, o.Helper, req, u)
 		done <- outcome{v, err}
 	}()
 	abort := func(why error) error {

@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -171,4 +173,84 @@ func CheckInstalled(path string) error {
 		return fmt.Errorf("%s is %w", path, ErrNotSetuid)
 	}
 	return nil
+}
+
+// SocketPath is the daemon's socket that otpgate and sshcheck try before
+// they exec the launcher. Like InstalledPath, only the build changes it.
+var SocketPath = DefaultSocket
+
+// ErrNoDaemon is returned by Dial when no daemon listens at the socket:
+// it does not exist, or nothing accepts on it. Only then may a client
+// fall back to exec; any other failure is a denial.
+var ErrNoDaemon = errors.New("no otpgate-helper daemon listens there")
+
+// Dial connects to the daemon at socket. The socket must be root-owned in
+// a root-owned directory that nobody else can write: anything else could
+// be a fake daemon collecting codes.
+func Dial(socket string) (Conn, error) {
+	var st syscall.Stat_t
+	dir := filepath.Dir(socket)
+	if err := syscall.Lstat(dir, &st); err != nil {
+		if errors.Is(err, syscall.ENOENT) {
+			return nil, fmt.Errorf("%s: %w", socket, ErrNoDaemon)
+		}
+		return nil, fmt.Errorf("otpgate-helper socket %s: %w", socket, err)
+	}
+	if st.Mode&syscall.S_IFMT != syscall.S_IFDIR || st.Uid != 0 || st.Mode&0o022 != 0 {
+		return nil, fmt.Errorf("otpgate-helper socket %s: %s must be a directory owned by root and not group- or world-writable", socket, dir)
+	}
+	if err := syscall.Lstat(socket, &st); err != nil {
+		if errors.Is(err, syscall.ENOENT) {
+			return nil, fmt.Errorf("%s: %w", socket, ErrNoDaemon)
+		}
+		return nil, fmt.Errorf("otpgate-helper socket %s: %w", socket, err)
+	}
+	if st.Mode&syscall.S_IFMT != syscall.S_IFSOCK || st.Uid != 0 {
+		return nil, fmt.Errorf("otpgate-helper socket %s is not a socket owned by root", socket)
+	}
+	fd, err := syscall.Socket(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("otpgate-helper socket: %w", err)
+	}
+	// A local stream connect does not block for long: the backlog is full
+	// (EAGAIN) or it connects.
+	if err := syscall.Connect(fd, &syscall.SockaddrUnix{Name: socket}); err != nil {
+		syscall.Close(fd)
+		if errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ENOENT) {
+			return nil, fmt.Errorf("%s: %w", socket, ErrNoDaemon)
+		}
+		return nil, fmt.Errorf("otpgate-helper socket %s: %w", socket, err)
+	}
+	f, err := SocketFile(fd, "otpgate-helper socket")
+	if err != nil {
+		syscall.Close(fd)
+		return nil, err
+	}
+	return f, nil
+}
+
+// Reach converses with the helper: through the daemon at socket when one
+// listens there, else through the launcher at launcher (exec). Once the
+// request went to the daemon, a failure is the answer: there is never a
+// second attempt through the other way.
+func Reach(socket, launcher string, req protocol.Request, ui UI) (string, error) {
+	c, err := Dial(socket)
+	if err == nil {
+		defer c.(io.Closer).Close()
+		return Converse(c, req, ui, ClientTimeout)
+	}
+	if !errors.Is(err, ErrNoDaemon) {
+		return "", err
+	}
+	if err := CheckInstalled(launcher); err != nil {
+		return "", fmt.Errorf("no otpgate-helper daemon at %s, and %w", socket, err)
+	}
+	return Exec(launcher, req, ui)
+}
+
+// DaemonSocket reports whether a socket file is at socket, so that a
+// client can tell, before it asks anything, which way it will go.
+func DaemonSocket(socket string) bool {
+	var st syscall.Stat_t
+	return syscall.Lstat(socket, &st) == nil && st.Mode&syscall.S_IFMT == syscall.S_IFSOCK
 }

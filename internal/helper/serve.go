@@ -30,10 +30,10 @@ const (
 	// DefaultMaxConns bounds the connections served at once, root's
 	// included (each sshd, sudo or su login in progress is one).
 	DefaultMaxConns = 512
-	// ShutdownWait is how long a stopping daemon lets the sessions in
+	// DefaultShutdownWait is how long a stopping daemon lets the sessions in
 	// progress finish before it exits; their clients then see the socket
 	// close, which they take as a denial.
-	ShutdownWait = 5 * time.Second
+	DefaultShutdownWait = 5 * time.Second
 )
 
 // Server answers requests on a listening Unix socket, one request per
@@ -45,6 +45,9 @@ type Server struct {
 	Options  Options // for every session; Caller is set per connection
 	PerUID   int     // 0 means DefaultPerUID
 	MaxConns int     // 0 means DefaultMaxConns
+	// ShutdownWait is how long Serve lets sessions in progress finish
+	// once its context ends; 0 means DefaultShutdownWait.
+	ShutdownWait time.Duration
 
 	mu     sync.Mutex
 	byUID  map[uint32]int
@@ -89,9 +92,13 @@ func (s *Server) Serve(ctx context.Context, lfd int) error {
 	}
 	done := make(chan struct{})
 	go func() { s.active.Wait(); close(done) }()
+	wait := s.ShutdownWait
+	if wait == 0 {
+		wait = DefaultShutdownWait
+	}
 	select {
 	case <-done:
-	case <-time.After(ShutdownWait):
+	case <-time.After(wait):
 		s.Options.Log.Notice("helper: stopping with sessions in progress; their clients are denied")
 	}
 	return nil
@@ -107,8 +114,13 @@ func (s *Server) start(fd int) {
 	}
 	c := os.NewFile(uintptr(fd), "client uid "+strconv.Itoa(int(cred.Uid)))
 	if !s.admit(cred.Uid) {
-		// Answered without reading the request: nothing was asked.
+		// Answered without serving the request: nothing is asked or
+		// counted. The request is read (for a second at most) so that
+		// the client's write does not fail before it reads the answer.
 		ses := &session{c: c, timeout: time.Second}
+		if f, err := ses.read(); err == nil {
+			clear(f.Payload)
+		}
 		ses.fail("otpgate-helper is busy with other requests of uid %d; try again", cred.Uid)
 		ses.send(protocol.TypeResult, protocol.ResultAuthErr)
 		c.Close()

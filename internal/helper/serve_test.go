@@ -3,6 +3,7 @@ package helper
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -98,6 +99,7 @@ func newServing(t *testing.T, srv *Server) *serving {
 	f, o := selfFixture(t, "[lockout]\nmax_failures = 3\n")
 	o.Now = func() time.Time { return f.now }
 	srv.Options = o
+	srv.ShutdownWait = time.Second
 	// The store stays root's; the socket's directory is open to all.
 	for d := f.dir; d != "/tmp" && d != "/"; d = filepath.Dir(d) {
 		os.Chmod(d, 0o755)
@@ -130,7 +132,7 @@ func newServing(t *testing.T, srv *Server) *serving {
 		cancel()
 		select {
 		case <-s.done:
-		case <-time.After(ShutdownWait + 5*time.Second):
+		case <-time.After(DefaultShutdownWait + 5*time.Second):
 			t.Error("Serve did not return after its context ended")
 		}
 	})
@@ -309,10 +311,58 @@ func TestServeShutdown(t *testing.T) {
 	s.stop()
 	select {
 	case <-s.done:
-	case <-time.After(ShutdownWait + 5*time.Second):
+	case <-time.After(DefaultShutdownWait + 5*time.Second):
 		t.Fatal("Serve did not return")
 	}
 	if _, err := net.Dial("unix", s.socket); err == nil {
 		t.Error("a stopped daemon still accepts")
+	}
+}
+
+// TestDial: a client falls back to exec only when no daemon listens
+// (no socket, or a socket nobody accepts on); a socket in a directory
+// others may write, or not root's, is an error, never a fall back and
+// never a conversation (it could be a fake daemon collecting codes).
+func TestDial(t *testing.T) {
+	s := newServing(t, &Server{})
+	secret, _ := s.enroll(t, "alice")
+	req := protocol.Request{Op: protocol.OpAuthenticate, User: "alice", Service: "test", Args: []string{"config=" + s.config}}
+	v, err := Reach(s.socket, "/nonexistent/launcher", req, &script{answers: []string{s.code(t, secret, 0)}})
+	if err != nil || v != protocol.ResultSuccess {
+		t.Fatalf("Reach with a daemon: %s, %v", v, err)
+	}
+
+	dir := t.TempDir()
+	if _, err := Dial(filepath.Join(dir, "none.sock")); !errors.Is(err, ErrNoDaemon) {
+		t.Errorf("no socket: %v, want ErrNoDaemon", err)
+	}
+	stale := filepath.Join(dir, "stale.sock")
+	fd, err := Listen(stale)
+	if err != nil {
+		t.Fatal(err)
+	}
+	syscall.Close(fd)
+	if _, err := Dial(stale); !errors.Is(err, ErrNoDaemon) {
+		t.Errorf("stale socket: %v, want ErrNoDaemon", err)
+	}
+	if _, err := Reach(stale, "/nonexistent/launcher", req, &script{}); err == nil || !strings.Contains(err.Error(), "launcher") {
+		t.Errorf("stale socket and no launcher: %v, want the launcher's error", err)
+	}
+
+	open := filepath.Join(dir, "open")
+	os.Mkdir(open, 0o755)
+	fd, err = Listen(filepath.Join(open, "helper.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Close(fd)
+	os.Chmod(open, 0o777)
+	if _, err := Dial(filepath.Join(open, "helper.sock")); err == nil || errors.Is(err, ErrNoDaemon) {
+		t.Errorf("socket in a world-writable directory: %v, want a refusal", err)
+	}
+	os.Chmod(open, 0o755)
+	os.Chown(filepath.Join(open, "helper.sock"), 4242, 4242)
+	if _, err := Dial(filepath.Join(open, "helper.sock")); err == nil || errors.Is(err, ErrNoDaemon) {
+		t.Errorf("socket not root's: %v, want a refusal", err)
 	}
 }
