@@ -12,7 +12,12 @@ CFLAGS  ?= -O2 -g
 # finds the launcher in the helper's directory.
 HELPER   = $(PREFIX)/libexec/otpgate/otpgate-helper
 LAUNCHER = $(dir $(HELPER))otpgate-launch-helper
-WARN_CFLAGS = -Wall -Wextra -Werror -std=c99 -D_GNU_SOURCE -DOTPGATE_HELPER='"$(HELPER)"'
+# The daemon's socket (otpgate-helper --serve), tried before exec by the
+# module and otpgate; compiled in like the paths above.
+SOCKET   = /run/otpgate/helper.sock
+# Where make install puts the systemd units (when systemd is there).
+UNITDIR ?= $(shell [ -d /lib/systemd/system ] && echo /lib/systemd/system)
+WARN_CFLAGS = -Wall -Wextra -Werror -std=c99 -D_GNU_SOURCE -DOTPGATE_HELPER='"$(HELPER)"' -DOTPGATE_SOCKET='"$(SOCKET)"'
 PAM_CFLAGS = -fPIC $(WARN_CFLAGS) $(CFLAGS)
 # internal/pamtest/build.go builds the launcher with these flags too.
 LAUNCH_CFLAGS = -fPIE -fstack-protector-strong $(WARN_CFLAGS) $(CFLAGS)
@@ -23,7 +28,7 @@ FUZZTIME ?= 60
 # /usr/lib/x86_64-linux-gnu/security; elsewhere /usr/lib/security or
 # /lib/security). Override with PAMDIR=.
 PAMDIR  ?= $(shell for d in /usr/lib/$$(gcc -print-multiarch 2>/dev/null)/security /lib/$$(gcc -print-multiarch 2>/dev/null)/security /usr/lib64/security /usr/lib/security /lib/security; do [ -d "$$d" ] && { echo $$d; break; }; done)
-GOFLAGS_BUILD = -trimpath -ldflags='-s -w -X github.com/otpgate/otpgate/internal/helper.InstalledPath=$(LAUNCHER)'
+GOFLAGS_BUILD = -trimpath -ldflags='-s -w -X github.com/otpgate/otpgate/internal/helper.InstalledPath=$(LAUNCHER) -X github.com/otpgate/otpgate/internal/helper.SocketPath=$(SOCKET)'
 # root:root when installing as root; a packager's unprivileged DESTDIR
 # install leaves ownership to the packaging tool (fakeroot).
 OWNER   = $(shell [ "$$(id -u)" = 0 ] && echo "-o root -g root")
@@ -39,10 +44,11 @@ go:
 
 pam: build/pam_otpgate.so build/otpgate-launch-helper
 
-# The module is rebuilt when HELPER (PREFIX) changes, not only its sources.
+# The module is rebuilt when HELPER (PREFIX) or SOCKET changes, not only
+# its sources.
 build/helper-path: FORCE
 	@mkdir -p build
-	@echo '$(HELPER)' | cmp -s - $@ || echo '$(HELPER)' > $@
+	@echo '$(HELPER) $(SOCKET)' | cmp -s - $@ || echo '$(HELPER) $(SOCKET)' > $@
 
 build/pam_otpgate.so: pam/pam_otpgate.c $(wildcard pam/*.h) pam/exports.map build/helper-path
 	$(CC) $(PAM_CFLAGS) -shared -Wl,--version-script=pam/exports.map -o $@ pam/pam_otpgate.c -lpam
@@ -81,9 +87,16 @@ install: all
 	install $(OWNER) -m 0755 bin/otpgate-helper $(DESTDIR)$(HELPER)
 	install $(OWNER) -m 4755 build/otpgate-launch-helper $(DESTDIR)$(LAUNCHER)
 	install $(OWNER) -m 0644 build/pam_otpgate.so $(DESTDIR)$(PAMDIR)/pam_otpgate.so
+	if [ -n "$(UNITDIR)" ]; then \
+		install -d $(OWNER) -m 0755 $(DESTDIR)$(UNITDIR) && \
+		install $(OWNER) -m 0644 contrib/systemd/otpgate-helper.socket $(DESTDIR)$(UNITDIR)/ && \
+		sed 's|/usr/local/libexec/otpgate/otpgate-helper|$(HELPER)|' contrib/systemd/otpgate-helper.service > $(DESTDIR)$(UNITDIR)/otpgate-helper.service && \
+		chmod 0644 $(DESTDIR)$(UNITDIR)/otpgate-helper.service; \
+	fi
 
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/bin/otpgate $(DESTDIR)$(HELPER) $(DESTDIR)$(LAUNCHER) $(DESTDIR)$(PAMDIR)/pam_otpgate.so
+	[ -z "$(UNITDIR)" ] || rm -f $(DESTDIR)$(UNITDIR)/otpgate-helper.socket $(DESTDIR)$(UNITDIR)/otpgate-helper.service
 	-rmdir $(DESTDIR)$(dir $(HELPER)) 2>/dev/null
 
 clean:

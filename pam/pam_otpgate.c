@@ -29,6 +29,7 @@
 #include <security/pam_modules.h>
 #include <security/pam_ext.h>
 
+#include "daemon.h"
 #include "frames.h"
 #include "harden.h"
 #include "safepath.h"
@@ -42,9 +43,13 @@
 #define DEFAULT_TIMEOUT 60 /* seconds the helper waits for an answer */
 #define MARGIN 5           /* seconds more the module waits for the helper */
 
+/* How to reach the helper (mode=): the daemon's socket, else exec (auto);
+ * the daemon only; exec only. */
+enum { MODE_AUTO, MODE_DAEMON, MODE_EXEC };
+
 struct options {
-	const char *helper;
-	int timeout, nullok, debug;
+	const char *helper, *socket;
+	int timeout, nullok, debug, mode;
 };
 
 /* seconds parses a timeout: 1 to 600 decimal seconds, else -1. */
@@ -64,7 +69,7 @@ static int seconds(const char *s)
  * broken setup, not a reason to skip a factor: PAM_SERVICE_ERR. */
 static int parse_args(pam_handle_t *pamh, int argc, const char **argv, struct options *o)
 {
-	*o = (struct options){ .helper = OTPGATE_HELPER, .timeout = DEFAULT_TIMEOUT };
+	*o = (struct options){ .helper = OTPGATE_HELPER, .socket = OTPGATE_SOCKET, .timeout = DEFAULT_TIMEOUT };
 	for (int i = 0; i < argc; i++) {
 		const char *a = argv[i];
 		if (strcmp(a, "nullok") == 0)
@@ -73,6 +78,14 @@ static int parse_args(pam_handle_t *pamh, int argc, const char **argv, struct op
 			o->debug = 1;
 		else if (strncmp(a, "helper=/", 8) == 0)
 			o->helper = a + 7;
+		else if (strncmp(a, "socket=/", 8) == 0)
+			o->socket = a + 7;
+		else if (strcmp(a, "mode=auto") == 0)
+			o->mode = MODE_AUTO;
+		else if (strcmp(a, "mode=daemon") == 0)
+			o->mode = MODE_DAEMON;
+		else if (strcmp(a, "mode=exec") == 0)
+			o->mode = MODE_EXEC;
 		else if (strncmp(a, "timeout=", 8) == 0 && (o->timeout = seconds(a + 8)) > 0)
 			continue;
 		else if (strcmp(a, "forward_pass") && strncmp(a, "prompt=", 7) && strncmp(a, "config=/", 8)) {
@@ -209,46 +222,29 @@ __attribute__((noreturn)) static void child(int sock, int devnull, const char *p
 	_exit(127);
 }
 
-PAM_EXTERN int pam_sm_authenticate(pam_handle_t *pamh, int flags, int argc, const char **argv)
+/* exec_helper forks and execs the helper (or, in a host that is not root,
+ * the launcher) with a socketpair, relays the request in buf and returns
+ * the PAM code. */
+static int exec_helper(pam_handle_t *pamh, const struct options *o, const struct relay_opts *ro,
+		       unsigned char *buf, size_t len)
 {
-	struct options o;
 	struct sigaction dfl = { .sa_handler = SIG_DFL }, old_chld;
 	sigset_t all, old_mask;
-	struct relay_opts ro;
-	const char *user = NULL, *prog;
+	const char *prog = o->helper;
 	char launcher[4096];
-	unsigned char *buf = NULL;
-	int sv[2] = { -1, -1 }, devnull = -1, verdict, ret;
-	size_t len;
+	int sv[2] = { -1, -1 }, devnull = -1, verdict, ret = PAM_AUTH_ERR;
 	pid_t pid;
 	long maxfd = sysconf(_SC_OPEN_MAX);
 
-	if ((ret = parse_args(pamh, argc, argv, &o)) != PAM_SUCCESS)
-		return ret;
-	ro = (struct relay_opts){ .flags = flags, .nullok = o.nullok, .debug = o.debug,
-				  .wait_ms = (int64_t)(o.timeout + MARGIN) * 1000 };
-	ret = pam_get_user(pamh, &user, NULL);
-	if (ret == PAM_CONV_AGAIN)
-		return PAM_INCOMPLETE; /* nothing done yet: the application may call again */
-	if (ret != PAM_SUCCESS || user == NULL || *user == '\0')
-		return PAM_AUTH_ERR;
 	/* A broken install denies (PAM_AUTH_ERR, as for a wrong code): a
 	 * missing second factor must never let a login through. */
-	if (!check_program(pamh, o.helper, 0))
+	if (!check_program(pamh, o->helper, 0))
 		return PAM_AUTH_ERR;
-	prog = o.helper;
 	if (geteuid() != 0) {
-		if (launcher_path(o.helper, launcher, sizeof launcher) != 0 ||
+		if (launcher_path(o->helper, launcher, sizeof launcher) != 0 ||
 		    !check_program(pamh, launcher, 1))
 			return PAM_AUTH_ERR;
 		prog = launcher;
-	}
-	if ((buf = malloc(MAX_PAYLOAD + 1)) == NULL)
-		return PAM_BUF_ERR;
-	ret = PAM_AUTH_ERR;
-	if (build_request(pamh, user, flags, argc, argv, buf, &len) != 0) {
-		pam_syslog(pamh, LOG_ERR, "request over %d bytes; denying", MAX_PAYLOAD);
-		goto out;
 	}
 	devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
 	if (devnull < 0 || socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
@@ -274,18 +270,18 @@ PAM_EXTERN int pam_sm_authenticate(pam_handle_t *pamh, int flags, int argc, cons
 		ret = PAM_SYSTEM_ERR;
 		goto restore;
 	}
-	if (o.debug)
+	if (o->debug)
 		pam_syslog(pamh, LOG_DEBUG, "%s started as pid %d", prog, (int)pid);
 	fcntl(sv[0], F_SETFL, O_NONBLOCK);
 
-	if (relay(pamh, sv[0], &ro, buf, len, &verdict) != 0) {
+	if (relay(pamh, sv[0], ro, buf, len, &verdict) != 0) {
 		pam_syslog(pamh, LOG_ERR, "helper failed, timed out or broke the protocol; denying");
 		reap(pid, 0);
 		ret = PAM_AUTH_ERR;
 		goto restore;
 	}
 	/* The verdict counts only from a clean exit. */
-	ret = reap(pid, now_ms() + ro.wait_ms) == 0 ? verdict : PAM_AUTH_ERR;
+	ret = reap(pid, now_ms() + ro->wait_ms) == 0 ? verdict : PAM_AUTH_ERR;
 	if (ret != verdict)
 		pam_syslog(pamh, LOG_ERR, "helper did not exit cleanly after its verdict; denying");
 restore:
@@ -297,6 +293,68 @@ out:
 		close(sv[1]);
 	if (devnull >= 0)
 		close(devnull);
+	return ret;
+}
+
+/* ask_daemon relays the request in buf to the daemon on fd and returns the
+ * PAM code. Once the request is sent, every failure is a denial: never a
+ * second attempt through exec, which could count one login twice. */
+static int ask_daemon(pam_handle_t *pamh, int fd, const struct options *o, const struct relay_opts *ro,
+		      unsigned char *buf, size_t len)
+{
+	int verdict, ret;
+	if (o->debug)
+		pam_syslog(pamh, LOG_DEBUG, "asking the otpgate-helper daemon at %s", o->socket);
+	ret = relay(pamh, fd, ro, buf, len, &verdict) == 0 ? verdict : PAM_AUTH_ERR;
+	if (ret != verdict)
+		pam_syslog(pamh, LOG_ERR, "the otpgate-helper daemon at %s failed, timed out or broke the protocol; denying",
+			   o->socket);
+	close(fd);
+	return ret;
+}
+
+PAM_EXTERN int pam_sm_authenticate(pam_handle_t *pamh, int flags, int argc, const char **argv)
+{
+	struct options o;
+	struct relay_opts ro;
+	const char *user = NULL;
+	unsigned char *buf = NULL;
+	size_t len;
+	int ret, fd = -1;
+
+	if ((ret = parse_args(pamh, argc, argv, &o)) != PAM_SUCCESS)
+		return ret;
+	ro = (struct relay_opts){ .flags = flags, .nullok = o.nullok, .debug = o.debug,
+				  .wait_ms = (int64_t)(o.timeout + MARGIN) * 1000 };
+	ret = pam_get_user(pamh, &user, NULL);
+	if (ret == PAM_CONV_AGAIN)
+		return PAM_INCOMPLETE; /* nothing done yet: the application may call again */
+	if (ret != PAM_SUCCESS || user == NULL || *user == '\0')
+		return PAM_AUTH_ERR;
+	if ((buf = malloc(MAX_PAYLOAD + 1)) == NULL)
+		return PAM_BUF_ERR;
+	ret = PAM_AUTH_ERR;
+	if (build_request(pamh, user, flags, argc, argv, buf, &len) != 0) {
+		pam_syslog(pamh, LOG_ERR, "request over %d bytes; denying", MAX_PAYLOAD);
+		goto out;
+	}
+	switch (o.mode == MODE_EXEC ? DAEMON_NONE : connect_daemon(o.socket, &fd)) {
+	case DAEMON_UP:
+		ret = ask_daemon(pamh, fd, &o, &ro, buf, len);
+		break;
+	case DAEMON_NONE:
+		if (o.mode == MODE_DAEMON) {
+			pam_syslog(pamh, LOG_ERR, "no otpgate-helper daemon at %s, and mode=daemon; denying", o.socket);
+			break;
+		}
+		ret = exec_helper(pamh, &o, &ro, buf, len);
+		break;
+	default:
+		pam_syslog(pamh, LOG_ERR, "cannot use the otpgate-helper socket %s (it must be a root-owned "
+			   "socket in directories only root can change, and the daemon must accept within %d s); denying",
+			   o.socket, CONNECT_WAIT);
+	}
+out:
 	explicit_bzero(buf, MAX_PAYLOAD + 1);
 	free(buf);
 	return ret;

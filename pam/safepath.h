@@ -23,15 +23,15 @@ static int safe_node(const char *path, int want_dir, int parent, struct stat *st
 	return 1;
 }
 
-/* safe_path: an absolute path to a root-owned regular file that only root
- * can write or replace, in directories only root can change. *st is the
- * file's own status on success. */
-static int safe_path(const char *path, struct stat *st)
+/* safe_parents: every directory above the absolute path is root-owned and
+ * only root can change it (a root-owned sticky directory such as /tmp is
+ * allowed above the path's own directory). */
+static int safe_parents(const char *path)
 {
 	char dir[4096];
 	struct stat d;
 	size_t n = strlen(path);
-	if (path[0] != '/' || n >= sizeof dir || !safe_node(path, 0, 0, st))
+	if (path[0] != '/' || n >= sizeof dir)
 		return 0;
 	memcpy(dir, path, n + 1);
 	for (int first = 1;; first = 0) {
@@ -42,6 +42,16 @@ static int safe_path(const char *path, struct stat *st)
 		if (!safe_node(dir, 1, !first, &d))
 			return 0;
 	}
+}
+
+/* safe_path: an absolute path to a root-owned regular file that only root
+ * can write or replace, in directories only root can change. *st is the
+ * file's own status on success. */
+static int safe_path(const char *path, struct stat *st)
+{
+	if (path[0] != '/' || strlen(path) >= 4096 || !safe_node(path, 0, 0, st))
+		return 0;
+	return safe_parents(path);
 }
 
 #endif

@@ -36,7 +36,9 @@ func parseArgs(args []string) (pamArgs, error) {
 				return a, fmt.Errorf("config=%q is not a clean absolute path", v)
 			}
 			a.config = v
-		case hasValue && k == "helper":
+		case hasValue && (k == "helper" || k == "socket"):
+			// The module's business.
+		case arg == "mode=auto" || arg == "mode=daemon" || arg == "mode=exec":
 			// The module's business.
 		case hasValue && k == "prompt":
 			a.prompt = v
