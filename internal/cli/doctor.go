@@ -46,6 +46,7 @@ func runDoctor(e *env, args []string) error {
 		ConfigPath: e.configPath,
 		SSHDConfig: *sshdConfig,
 		Helper:     helper.InstalledPath,
+		Socket:     helper.SocketPath,
 		ModuleDirs: moduleDirs(),
 		Groups:     groups,
 	})

@@ -18,6 +18,12 @@ const LauncherName = "otpgate-launch-helper"
 // so logins would fail). The launcher (LauncherName) must be setuid; the
 // helper must not be, since it refuses to run setuid.
 func CheckHelper(path string) []Finding {
+	return checkProgram(path, true)
+}
+
+// checkProgram is CheckHelper; needLauncher false (a daemon serves the
+// users) makes a missing or non-setuid launcher no problem.
+func checkProgram(path string, needLauncher bool) []Finding {
 	var out []Finding
 	add := func(problem, fix string) {
 		out = append(out, Finding{Check: "files", Context: path, Problem: problem, Fix: fix})
@@ -29,6 +35,8 @@ func CheckHelper(path string) []Finding {
 	}
 	st, err := os.Lstat(path)
 	switch {
+	case err != nil && launcher && !needLauncher:
+		return nil
 	case err != nil && launcher:
 		add(fmt.Sprintf("the launcher is missing (%v): users cannot enroll or see their status themselves, and PAM programs that run as the user (screen lockers) deny (logins through sshd, sudo and su still work)", err), "run make install, or install the otpgate package")
 		return out
@@ -44,7 +52,7 @@ func CheckHelper(path string) []Finding {
 		add(fmt.Sprintf("%s is owned by %d:%d; pam_otpgate refuses it", what, sys.Uid, sys.Gid), "chown root:root "+path)
 	case st.Mode().Perm()&0o022 != 0:
 		add(fmt.Sprintf("%s has mode %04o: someone other than root can replace it", what, modeBits(st)), "chmod "+mode+" "+path)
-	case launcher && st.Mode()&fs.ModeSetuid == 0:
+	case launcher && st.Mode()&fs.ModeSetuid == 0 && needLauncher:
 		add("the launcher is not setuid: users cannot enroll or see their status themselves, and PAM programs that run as the user (screen lockers) deny (logins through sshd, sudo and su still work)", "chmod 4755 "+path)
 	case !launcher && st.Mode()&(fs.ModeSetuid|fs.ModeSetgid) != 0:
 		add(fmt.Sprintf("the helper has mode %04o: it refuses to run setuid or setgid, so every login through pam_otpgate is denied (the setuid program is %s next to it)", modeBits(st), LauncherName), "chmod 755 "+path)

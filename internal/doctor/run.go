@@ -22,7 +22,8 @@ type Options struct {
 	SSHD       string   // /usr/sbin/sshd; "none" skips the sshd checks
 	SSHDConfig string   // sshd's own default when empty
 	PAMDir     string   // /etc/pam.d
-	Helper     string   // the installed helper; "" skips the check
+	Helper     string   // the installed launcher (or helper); "" skips the check
+	Socket     string   // the helper daemon's socket; "" skips the daemon checks
 	ModuleDirs []string // where PAM finds modules named without a path
 	Passwd     string   // /etc/passwd
 	Group      string   // /etc/group
@@ -85,13 +86,30 @@ func Run(o Options) *Report {
 		r.note("pam %s: pam_otpgate %s", svc, map[bool]string{true: "present", false: "absent"}[withOtpgate[svc]])
 	}
 
+	// The daemon, and how logins reach the helper.
+	var d DaemonState
+	if o.Socket != "" {
+		var found []Finding
+		d, found = CheckDaemon(o.Socket)
+		r.add(found...)
+		switch {
+		case d.Up:
+			r.note("mode: daemon (otpgate-helper serves on %s)", o.Socket)
+		default:
+			r.note("mode: exec (no daemon on %s: each login execs the helper)", o.Socket)
+		}
+	}
+
 	// Files.
 	if o.Helper != "" {
 		helpers[o.Helper] = true
 	}
 	for _, h := range sortedKeys(helpers) {
-		r.add(CheckHelper(h)...)
+		r.add(checkProgram(h, !d.Up)...)
 		r.note("helper %s", h)
+		if n := launcherNote(h, d); n != "" {
+			r.note("%s", n)
+		}
 	}
 	for _, m := range sortedKeys(modules) {
 		r.add(CheckModule(m)...)

@@ -29,6 +29,7 @@ package helper
 import (
 	"errors"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/otpgate/otpgate/internal/authlog"
@@ -69,6 +70,11 @@ func Run(c Conn, o Options) int {
 	var req protocol.Request
 	if err == nil {
 		req, err = protocol.DecodeRequest(f.Payload)
+	}
+	if errors.Is(err, io.EOF) {
+		// Connected and went away without a byte (otpgate doctor
+		// checking that the daemon answers): nothing was asked.
+		return 1
 	}
 	if err != nil {
 		o.Log.Notice("helper: reading the request: " + err.Error())
