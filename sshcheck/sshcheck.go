@@ -296,18 +296,18 @@ func explain(verdict string, err error, u *ui, timeout time.Duration) error {
 	return deny("otpgate-helper answered %q", verdict)
 }
 
-// checkHelper requires what make install leaves: a root-owned setuid
-// regular file that nobody else can write.
+// checkHelper requires what make install leaves of the launcher: a
+// root-owned setuid regular file that nobody else can write.
 func checkHelper(path string) error {
 	if err := helper.CheckInstalled(path); err != nil {
-		return fmt.Errorf("otpgate-helper: %w", err)
+		return fmt.Errorf("otpgate-launch-helper: %w", err)
 	}
 	st, err := os.Stat(path)
 	if err != nil {
 		return err
 	}
 	if st.Mode().Perm()&0o022 != 0 {
-		return fmt.Errorf("otpgate-helper: %s is group- or world-writable", path)
+		return fmt.Errorf("otpgate-launch-helper: %s is group- or world-writable", path)
 	}
 	return nil
 }

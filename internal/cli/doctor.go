@@ -15,8 +15,8 @@ const doctorHelp = `usage: otpgate doctor [--json] [--group NAME]... [--sshd-con
 Audits this host's otpgate setup and prints each problem with its fix:
 sshd as sshd itself resolves it (sshd -T, also per user so Match blocks
 count), the PAM stacks of sshd, sudo, su and login, the module, the
-setuid helper, the store, and users who must give a code but are not
-enrolled. Run it as root.
+helper daemon or the setuid launcher, the store, and users who must give
+a code but are not enrolled. Run it as root.
 
   --group NAME        members of NAME must be enrolled too (repeatable)
   --sshd-config PATH  audit this sshd_config instead of sshd's default
