@@ -273,6 +273,9 @@ func (k *hostileKit) check(t *testing.T) []string {
 // files (0600), all owned by root.
 func checkHostileStore(t *testing.T, store *keystore.Store) {
 	t.Helper()
+	if _, err := os.Stat(store.Dir()); errors.Is(err, os.ErrNotExist) {
+		return // no attempt ran on this route
+	}
 	filepath.Walk(store.Dir(), func(p string, fi os.FileInfo, err error) error {
 		if err != nil {
 			t.Errorf("store: %v", err)
