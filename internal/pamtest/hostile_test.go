@@ -410,6 +410,9 @@ func hostileConditions(k *hostileKit) []hcond {
 		}
 	}
 	cs = append(cs, hcond{name: "launcher leads its process group", leader: true, blocks: "C"})
+	// Not in the list: with no_new_privs no setuid bit takes
+	// effect, so the host (A) and the launcher run as the user.
+	cs = append(cs, hcond{name: "no_new_privs", wrap: []string{"-N"}, blocks: "ABC"})
 	cs = append(cs, hcond{name: "fds 0-2 closed", fd: [3]string{"closed", "closed", "closed"}, blocks: "ABC", noCode: true})
 	// Each with a name that does not depend on the test's directory.
 	envs := []struct {

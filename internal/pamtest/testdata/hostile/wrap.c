@@ -9,6 +9,7 @@
  *     -c  close a descriptor
  *     -i  ignore a signal (SIG_IGN survives exec)
  *     -B  block every signal (the mask survives exec)
+ *     -N  set no_new_privs: a setuid program then runs as the user
  *     -F  fork here: what follows is done in a child, which does not
  *         lead its process group; wrap waits and exits as it did
  *   wrap -S
@@ -21,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -80,6 +82,11 @@ int main(int argc, char **argv)
 			if (waitpid(pid, &status, 0) < 0)
 				die("waitpid", "");
 			return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+		}
+		if (strcmp(o, "-N") == 0) {
+			if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
+				die("prctl", "PR_SET_NO_NEW_PRIVS");
+			continue;
 		}
 		if (strcmp(o, "-B") == 0) {
 			sigset_t all;
