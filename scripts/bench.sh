@@ -7,8 +7,15 @@
 # wrong code and with a right one, in the same run, as ratios; and the
 # timing of the four answers without the code (unknown user, not enrolled,
 # locked, wrong code), with the check that an unknown and a not-enrolled
-# user see the same thing. It prints a markdown snippet for
-# docs/SECURITY.md.
+# user see the same thing. The working tree runs in exec mode (mode=exec)
+# and in daemon mode (mode=daemon, against an otpgate-helper --listen the
+# bench starts from the same build; its CPU time is counted too), each as
+# a ratio to google-authenticator-libpam. Then the daemon under load
+# (internal/tools/daemonload over the socket): authentications per second
+# on one user and on USERS users with CLIENTS connections at once, its
+# RSS at rest and after 10,000 and 20,000 authentications, and one client
+# at a time with the store on disk and on a tmpfs. It prints markdown
+# snippets for docs/SECURITY.md and docs/PERFORMANCE.md.
 #
 # Environment:
 #   BASELINE=<git rev>  the "before" (default cedc831, the tree before the
@@ -17,11 +24,17 @@
 #   TIMING=<n>          samples of each answer (default 1000; 0 skips).
 #   N=<n>               authentications of each kind per module for the
 #                       ratios (default 300).
+#   LOAD=<n>            authentications of each daemon load block (default
+#                       5000: two rounds of one user and USERS users make
+#                       20,000; 0 skips the load).
+#   CLIENTS=<n>         connections at once in the load (default 16).
+#   USERS=<n>           users of the many-users load (default 100).
 set -eu
 cd "$(dirname "$0")/.."
 go test -run=NONE -bench=. -benchmem -count=3 ./internal/verify/ ./internal/backupcode/
 if [ "$(id -u)" -eq 0 ]; then
-	go run ./internal/tools/pambench -n "${N:-300}" -timing "${TIMING:-1000}" -baseline "${BASELINE-cedc831}"
+	go run ./internal/tools/pambench -n "${N:-300}" -timing "${TIMING:-1000}" -baseline "${BASELINE-cedc831}" \
+		-load "${LOAD:-5000}" -clients "${CLIENTS:-16}" -users "${USERS:-100}"
 else
 	echo "bench: not root, skipping the pamtester comparison and timing (they write to /etc/pam.d)" >&2
 fi

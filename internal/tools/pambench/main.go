@@ -1,7 +1,8 @@
 // Command pambench measures otpgate through real libpam: pamtester drives
-// pam_otpgate.so, which execs otpgate-helper, both installed by make
-// install into a private prefix. It prints two things, as plain text and
-// as a markdown snippet for docs/SECURITY.md:
+// pam_otpgate.so, which execs otpgate-helper or asks it running as a
+// daemon, both installed by make install into a private prefix. It prints
+// three things, as plain text and as markdown snippets for
+// docs/SECURITY.md and docs/PERFORMANCE.md:
 //
 // Before and after: one authentication with a wrong code, and one with
 // the right code (a new user each time: a code is accepted once), through
@@ -14,7 +15,21 @@
 // files, computes the codes of its window and denies; otpgate also counts
 // the attempt with an fsynced write, as its design requires, and
 // google-authenticator, without RATE_LIMIT, writes nothing. With the
-// right code both record the code as used.
+// right code both record the code as used. The working tree runs twice:
+// in exec mode (mode=exec: the module forks and execs the helper) and in
+// daemon mode (socket=... mode=daemon: the module asks an otpgate-helper
+// --listen that pambench starts from the same build). In daemon mode the
+// daemon's CPU time is counted too: its utime and stime from
+// /proc/PID/stat, read before and after each daemon-mode pamtester run,
+// summed over the runs of a kind and divided by their number, added to
+// the median CPU time of pamtester.
+//
+// The daemon under load (see daemon.go): a fresh daemon, its RSS at rest,
+// then internal/tools/daemonload speaking the protocol directly over the
+// socket from -clients connections at once, on one user and on -users
+// users, the authentications per second, and the RSS after 10,000 and
+// 20,000 of them; then one client at a time with the store on disk and on
+// a tmpfs, which shows what the fsyncs cost.
 //
 // Timing: the four answers a caller can get without the code (an unknown
 // user, a known user who is not enrolled, a locked user, a wrong code for
@@ -27,7 +42,7 @@
 //
 // Run as root from the repository (make bench does):
 //
-//	go run ./internal/tools/pambench [-n 300] [-timing 1000] [-baseline cedc831]
+//	go run ./internal/tools/pambench [-n 300] [-timing 1000] [-baseline cedc831] [-load 5000] [-clients 16] [-users 100]
 package main
 
 import (
@@ -62,9 +77,13 @@ func main() {
 	n := flag.Int("n", 300, "authentications of each kind (wrong code, right code) per module for the comparison with google-authenticator-libpam")
 	timingN := flag.Int("timing", 1000, "samples of each of the four answers for the timing evidence (0: skip it)")
 	baseline := flag.String("baseline", "", "a git revision to build in a temporary worktree and compare with the working tree (empty: none)")
+	var lo loadOpts
+	flag.IntVar(&lo.n, "load", 5000, "authentications of each daemon load block (one user, then -users users; two rounds); 0 skips the load")
+	flag.IntVar(&lo.clients, "clients", 16, "connections at once in the daemon load")
+	flag.IntVar(&lo.users, "users", 100, "users of the many-users daemon load")
 	flag.Parse()
-	if *n < 1 || *timingN < 0 {
-		fmt.Fprintln(os.Stderr, "pambench: -n must be at least 1 and -timing at least 0")
+	if *n < 1 || *timingN < 0 || lo.n < 0 || lo.clients < 1 || lo.users < 1 {
+		fmt.Fprintln(os.Stderr, "pambench: -n, -clients and -users must be at least 1, -timing and -load at least 0")
 		os.Exit(2)
 	}
 	var c cleanups
@@ -76,7 +95,7 @@ func main() {
 		c.run()
 		os.Exit(130)
 	}()
-	err := run(&c, *n, *timingN, *baseline)
+	err := run(&c, *n, *timingN, *baseline, lo)
 	c.run()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "pambench:", err)
@@ -119,6 +138,8 @@ type target struct {
 	dir     string
 	config  string
 	service string
+	args    string  // more module arguments (" mode=exec"), "" for the baseline
+	daemon  *daemon // the daemon the module asks, in daemon mode
 	secret  []byte
 	// The right-code runs: users enrolled once each, without backup
 	// codes (a TOTP success never looks at them), behind their own service.
@@ -126,7 +147,7 @@ type target struct {
 	okSecrets map[string][]byte
 }
 
-func run(c *cleanups, n, timingN int, baseline string) error {
+func run(c *cleanups, n, timingN int, baseline string, lo loadOpts) error {
 	if os.Geteuid() != 0 {
 		return fmt.Errorf("run as root: the services go into /etc/pam.d and the helper must be root-owned")
 	}
@@ -161,11 +182,28 @@ func run(c *cleanups, n, timingN int, baseline string) error {
 	if err != nil {
 		return err
 	}
-	now, err := newTarget(c, nowInst, nowDir, "otpgate-bench-now-"+suffix)
+	// mode=exec: the module forks and execs the helper, whatever listens
+	// at the compiled-in socket.
+	now, err := newTarget(c, nowInst, nowDir, "otpgate-bench-now-"+suffix, " mode=exec")
 	if err != nil {
 		return err
 	}
+	now.name += ", mode=exec"
 	targets := []*target{now}
+
+	// The same build in daemon mode: its own store and users (a code is
+	// accepted once per user), a daemon started from its helper.
+	dmDir := filepath.Join(dir, "daemon")
+	dm, err := startDaemon(c, nowInst.helper, filepath.Join(dmDir, "run"), filepath.Join(dir, "daemon.log"))
+	if err != nil {
+		return err
+	}
+	dmT, err := newTarget(c, nowInst, dmDir, "otpgate-bench-daemon-"+suffix, " socket="+dm.socket+" mode=daemon")
+	if err != nil {
+		return err
+	}
+	dmT.name += ", mode=daemon"
+	dmT.daemon = dm
 
 	var baseNote string
 	if baseline != "" {
@@ -186,7 +224,7 @@ func run(c *cleanups, n, timingN int, baseline string) error {
 		okUsers = append(okUsers, fmt.Sprintf("okbench%04d", i))
 	}
 	fmt.Fprintf(os.Stderr, "pambench: enrolling %d users in each store for the right-code runs\n", len(okUsers))
-	for _, t := range targets {
+	for _, t := range append([]*target{dmT}, targets...) {
 		if err := setupRight(c, t, okUsers); err != nil {
 			return err
 		}
@@ -217,11 +255,36 @@ func run(c *cleanups, n, timingN int, baseline string) error {
 		return err
 	}
 
-	cmp, err := compare(targets, gaSvc, gaOKSvc, okUsers, now.okSecrets, n)
+	phase0, err := dm.cpu()
 	if err != nil {
 		return err
 	}
+	floorSvc := "permit-bench-" + suffix
+	if err := etcService(c, floorSvc, "auth required pam_permit.so\n"); err != nil {
+		return err
+	}
+	cmp, err := compare(append([]*target{dmT}, targets...), gaSvc, gaOKSvc, floorSvc, okUsers, now.okSecrets, n)
+	if err != nil {
+		return err
+	}
+	// The daemon's CPU time over the whole comparison (warm-up rounds and
+	// the time between its runs included), as a check on the sums.
+	phase1, err := dm.cpu()
+	if err != nil {
+		return err
+	}
+	cmp.daemonWhole.add(phase0, phase1)
+	cmp.daemonWhole.n = 2 * (n + 3)
+	dm.stop()
 	alone := helperAloneN(targets, n)
+
+	var ld *loadResult
+	if lo.n > 0 {
+		fmt.Fprintf(os.Stderr, "pambench: the daemon under load: %d clients, one user and %d users, %d authentications a block\n", lo.clients, lo.users, lo.n)
+		if ld, err = load(c, nowInst, filepath.Join(nowDir, "src"), dir, lo); err != nil {
+			return err
+		}
+	}
 
 	var tm *timingResult
 	if timingN > 0 {
@@ -233,12 +296,20 @@ func run(c *cleanups, n, timingN int, baseline string) error {
 
 	env := environment(dir, commit)
 	printComparison(cmp, targets, n, baseNote, alone)
+	printModes(cmp, now, dmT, n)
+	if ld != nil {
+		printLoad(ld)
+	}
 	if tm != nil {
 		printTiming(tm)
 	}
 	fmt.Println()
 	fmt.Println("----- 8< markdown for docs/SECURITY.md -----")
 	fmt.Print(markdown(env, cmp, targets, n, baseNote, alone, tm))
+	fmt.Println("----- >8 -----")
+	fmt.Println()
+	fmt.Println("----- 8< markdown for docs/PERFORMANCE.md -----")
+	fmt.Print(performanceMarkdown(env, cmp, now, dmT, n, alone[now], ld))
 	fmt.Println("----- >8 -----")
 	if tm != nil && tm.mismatches > 0 {
 		return fmt.Errorf("an unknown and a not-enrolled user saw different things in %d of %d samples (see above)", tm.mismatches, tm.compared)
@@ -264,14 +335,17 @@ func buildBaseline(c *cleanups, root, rev, dir, service string) (*target, error)
 	if err != nil {
 		return nil, err
 	}
-	return newTarget(c, inst, dir, service)
+	return newTarget(c, inst, dir, service, "")
 }
 
 // newTarget writes a config whose lockout never trips within 90 wrong
 // codes (pambench unlocks every 90), enrolls root with the install's own
-// otpgate and adds its pam.d service.
-func newTarget(c *cleanups, in install, dir, service string) (*target, error) {
-	t := &target{install: in, dir: dir, config: filepath.Join(dir, "config.toml"), service: service}
+// otpgate and adds its pam.d service, with args after the config.
+func newTarget(c *cleanups, in install, dir, service, args string) (*target, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	t := &target{install: in, dir: dir, config: filepath.Join(dir, "config.toml"), service: service, args: args}
 	if err := writeConfig(t.config, filepath.Join(dir, "store"), 100, ""); err != nil {
 		return nil, err
 	}
@@ -280,7 +354,7 @@ func newTarget(c *cleanups, in install, dir, service string) (*target, error) {
 		return nil, err
 	}
 	t.secret = secret
-	return t, etcService(c, service, fmt.Sprintf("auth required %s config=%s\n", in.module, t.config))
+	return t, etcService(c, service, fmt.Sprintf("auth required %s config=%s%s\n", in.module, t.config, args))
 }
 
 // setupRight enrolls users in the target's store for the right-code
@@ -305,7 +379,7 @@ func setupRight(c *cleanups, t *target, users []string) error {
 		t.okSecrets[u] = secret
 	}
 	t.okService = t.service + "-ok"
-	return etcService(c, t.okService, fmt.Sprintf("auth required %s config=%s\n", t.module, config))
+	return etcService(c, t.okService, fmt.Sprintf("auth required %s config=%s%s\n", t.module, config, t.args))
 }
 
 func writeConfig(path, store string, maxFailures int, lockDuration string) error {
@@ -415,31 +489,42 @@ func denied(a attempt, what string) error {
 }
 
 // comparison holds the samples of each otpgate target and the anchor,
-// with a wrong code and with a right one.
+// with a wrong code and with a right one, and for a target in daemon mode
+// the daemon's CPU time over the measured runs of each kind ([0] wrong
+// code, [1] right code).
 type comparison struct {
 	otp, otpOK map[*target][]sample
 	ga, gaOK   []sample
+	daemonCPU  map[*target]*[2]daemonCPU
+	// daemonWhole is the daemon's CPU time from before the first round to
+	// after the last, over every authentication it served.
+	daemonWhole daemonCPU
+	// floor is pamtester through pam_permit.so alone: pamtester, libpam
+	// and a stack that asks nothing.
+	floor []sample
 }
 
 // compare runs n rounds. Each round authenticates root with one wrong
 // code, and a new user with the right code, through every target and
 // google-authenticator, all in a new random order.
-func compare(targets []*target, gaSvc, gaOKSvc string, okUsers []string, gaSecrets map[string][]byte, n int) (*comparison, error) {
-	cmp := &comparison{otp: map[*target][]sample{}, otpOK: map[*target][]sample{}}
+func compare(targets []*target, gaSvc, gaOKSvc, floorSvc string, okUsers []string, gaSecrets map[string][]byte, n int) (*comparison, error) {
+	cmp := &comparison{otp: map[*target][]sample{}, otpOK: map[*target][]sample{}, daemonCPU: map[*target]*[2]daemonCPU{}}
 	var secrets [][]byte
 	for _, t := range targets {
 		secrets = append(secrets, t.secret)
 	}
 	type runner struct {
 		name, svc string
-		t         *target // nil: google-authenticator
+		t         *target // nil: google-authenticator, or the floor
 		right     bool
+		floor     bool // pam_permit.so alone
 	}
 	var runners []runner
 	for _, t := range targets {
-		runners = append(runners, runner{t.name, t.service, t, false}, runner{t.name, t.okService, t, true})
+		runners = append(runners, runner{t.name, t.service, t, false, false}, runner{t.name, t.okService, t, true, false})
 	}
-	runners = append(runners, runner{"google-authenticator", gaSvc, nil, false}, runner{"google-authenticator", gaOKSvc, nil, true})
+	runners = append(runners, runner{"google-authenticator", gaSvc, nil, false, false}, runner{"google-authenticator", gaOKSvc, nil, true, false},
+		runner{"pam_permit", floorSvc, nil, false, true})
 	for i := -3; i < n; i++ { // three rounds to warm up (page cache, first exec)
 		wrong := wrongCode(secrets, time.Now())
 		okUser := okUsers[i+3]
@@ -453,9 +538,39 @@ func compare(targets []*target, gaSvc, gaOKSvc string, okUsers []string, gaSecre
 				}
 				user, code = okUser, hotp(sec, uint64(time.Now().Unix()/30))
 			}
+			var before cpuReading
+			if r.t != nil && r.t.daemon != nil {
+				var err error
+				if before, err = r.t.daemon.cpu(); err != nil {
+					return nil, err
+				}
+			}
 			a, err := pamtester(r.svc, user, code)
 			if err != nil {
 				return nil, err
+			}
+			if r.t != nil && r.t.daemon != nil && i >= 0 {
+				after, err := r.t.daemon.cpu()
+				if err != nil {
+					return nil, err
+				}
+				if cmp.daemonCPU[r.t] == nil {
+					cmp.daemonCPU[r.t] = &[2]daemonCPU{}
+				}
+				k := 0
+				if r.right {
+					k = 1
+				}
+				cmp.daemonCPU[r.t][k].add(before, after)
+			}
+			if r.floor {
+				if a.exit != 0 {
+					return nil, fmt.Errorf("pamtester with pam_permit.so alone failed (exit %d): %q", a.exit, a.out)
+				}
+				if i >= 0 {
+					cmp.floor = append(cmp.floor, a.sample)
+				}
+				continue
 			}
 			if r.right && (a.exit != 0 || !strings.Contains(a.out, "successfully authenticated")) {
 				return nil, fmt.Errorf("%s refused the right code of %s (exit %d): %q", r.name, user, a.exit, a.out)
