@@ -144,7 +144,8 @@ func TestHelperProcess(t *testing.T) {
 
 func helper(ctx context.Context, mode, dir, user string) *exec.Cmd {
 	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestHelperProcess$", "-test.count=1")
-	cmd.Env = append(os.Environ(), helperEnv+"="+mode, helperDirEnv+"="+dir, helperUserEnv+"="+user)
+	// GORACE: a race-enabled child would sleep 1 s at exit.
+	cmd.Env = append(os.Environ(), helperEnv+"="+mode, helperDirEnv+"="+dir, helperUserEnv+"="+user, "GORACE=atexit_sleep_ms=0")
 	cmd.Stderr = os.Stderr
 	return cmd
 }

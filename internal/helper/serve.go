@@ -49,10 +49,11 @@ type Server struct {
 	// once its context ends; 0 means DefaultShutdownWait.
 	ShutdownWait time.Duration
 
-	mu     sync.Mutex
-	byUID  map[uint32]int
-	total  int
-	active sync.WaitGroup
+	mu       sync.Mutex
+	byUID    map[uint32]int
+	total    int
+	refusing int
+	active   sync.WaitGroup
 }
 
 // Serve accepts connections on the listening socket lfd until ctx is
@@ -114,17 +115,7 @@ func (s *Server) start(fd int) {
 	}
 	c := os.NewFile(uintptr(fd), "client uid "+strconv.Itoa(int(cred.Uid)))
 	if !s.admit(cred.Uid) {
-		// Answered without serving the request: nothing is asked or
-		// counted. The request is read (for a second at most) so that
-		// the client's write does not fail before it reads the answer.
-		ses := &session{c: c, timeout: time.Second}
-		if f, err := ses.read(); err == nil {
-			clear(f.Payload)
-		}
-		ses.fail("otpgate-helper is busy with other requests of uid %d; try again", cred.Uid)
-		ses.send(protocol.TypeResult, protocol.ResultAuthErr)
-		c.Close()
-		s.Options.Log.Notice(authlog.Fields("helper", "busy", "uid", strconv.Itoa(int(cred.Uid))))
+		s.busy(c, cred.Uid)
 		return
 	}
 	s.active.Add(1)
@@ -135,6 +126,42 @@ func (s *Server) start(fd int) {
 		o := s.Options
 		o.Caller = int(cred.Uid)
 		Run(c, o)
+	}()
+}
+
+// maxBusy bounds the refusals being answered at once; past it a refused
+// connection is closed without a word.
+const maxBusy = 64
+
+// busy refuses a connection over its uid's limit, in a goroutine of its
+// own so that the accept loop never waits on a client. Nothing is asked or
+// counted. The request is read first (for a second at most) so that the
+// client's write does not fail before it reads the answer.
+func (s *Server) busy(c *os.File, uid uint32) {
+	s.mu.Lock()
+	ok := s.refusing < maxBusy
+	if ok {
+		s.refusing++
+	}
+	s.mu.Unlock()
+	if !ok {
+		c.Close()
+		return
+	}
+	go func() {
+		defer func() {
+			c.Close()
+			s.mu.Lock()
+			s.refusing--
+			s.mu.Unlock()
+		}()
+		ses := &session{c: c, timeout: time.Second}
+		if f, err := ses.read(); err == nil {
+			clear(f.Payload)
+		}
+		ses.fail("otpgate-helper is busy with other requests of uid %d; try again", uid)
+		ses.send(protocol.TypeResult, protocol.ResultAuthErr)
+		s.Options.Log.Notice(authlog.Fields("helper", "busy", "uid", strconv.Itoa(int(uid))))
 	}()
 }
 

@@ -61,7 +61,8 @@ func TestFileSizeLimitNeverLiftsLockout(t *testing.T) {
 			attempt := func(code string) string {
 				arg := fmt.Sprintf("%s|%d|%d|%s", f.v.Store.Dir(), limit, f.now.Unix(), code)
 				cmd := exec.Command(os.Args[0], "-test.run=^$")
-				cmd.Env = append(os.Environ(), childEnv+"="+arg)
+				// GORACE: a race-enabled child would sleep 1 s at exit.
+				cmd.Env = append(os.Environ(), childEnv+"="+arg, "GORACE=atexit_sleep_ms=0")
 				out, err := cmd.Output()
 				if err != nil {
 					t.Fatalf("attempt under RLIMIT_FSIZE=%d: %v %s", limit, err, out)
