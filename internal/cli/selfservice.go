@@ -62,13 +62,11 @@ func runSelfService(e *env, stdin io.Reader, name string, args []string) error {
 			ui.out = e.stderr
 		}
 	}
-	if !helper.DaemonSocket(helper.SocketPath) {
-		if err := helper.CheckInstalled(helper.InstalledPath); err != nil {
-			return withHint(fmt.Errorf("otpgate %s as a normal user needs the otpgate-helper daemon (%s) or the setuid launcher: %w", name, helper.SocketPath, err),
-				"start the daemon (systemctl enable --now otpgate-helper.socket), install otpgate with make install as root, or run the command with sudo")
-		}
-	}
 	verdict, err := helper.Reach(helper.SocketPath, helper.InstalledPath, req, ui)
+	if errors.Is(err, helper.ErrNoDaemon) {
+		return withHint(fmt.Errorf("otpgate %s as a normal user needs the otpgate-helper daemon or the setuid launcher: %w", name, err),
+			"start the daemon (systemctl enable --now otpgate-helper.socket), install otpgate with make install as root, or run the command with sudo")
+	}
 	if err != nil {
 		return err
 	}

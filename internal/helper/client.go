@@ -243,7 +243,7 @@ func Reach(socket, launcher string, req protocol.Request, ui UI) (string, error)
 		return "", err
 	}
 	if err := CheckInstalled(launcher); err != nil {
-		return "", fmt.Errorf("no otpgate-helper daemon at %s, and %w", socket, err)
+		return "", fmt.Errorf("no otpgate-helper daemon at %s (%w), and the launcher %w", socket, ErrNoDaemon, err)
 	}
 	return Exec(launcher, req, ui)
 }
