@@ -3,6 +3,7 @@ package pamtest
 import (
 	"context"
 	"errors"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -43,8 +44,11 @@ func (d *daemon) start() {
 	if err := d.cmd.Start(); err != nil {
 		d.t.Fatal(err)
 	}
+	// Up when it accepts (its "serving" line goes to syslog where there
+	// is one, so the connection is what tells).
 	for deadline := time.Now().Add(10 * time.Second); ; {
-		if strings.Contains(d.stderr.String(), "serving") {
+		if c, err := net.Dial("unix", d.socket); err == nil {
+			c.Close()
 			return
 		}
 		if time.Now().After(deadline) {
