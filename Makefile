@@ -1,6 +1,25 @@
-# otpgate build, test and install. See README.md.
+# otpgate build, test and install. See README.md; make help lists the
+# targets.
 
-GO      ?= go
+# The go command. scripts/find-go.sh finds one new enough for go.mod even
+# under sudo, whose secure_path drops /usr/local/go/bin (go on PATH,
+# $GOROOT, /usr/local/go/bin, the sudo user's, /usr/lib/go*, snap); the
+# targets that need Go depend on go-found, which stops with what to
+# install when there is none. GO=/path/to/go overrides. Its directory goes
+# first on PATH for every recipe, so that the scripts, go test, the tests'
+# own go build and gofmt all use this Go.
+ifeq ($(origin GO),undefined)
+GO := $(shell scripts/find-go.sh 2>/dev/null)
+endif
+GODIR := $(patsubst %/,%,$(dir $(filter /%,$(GO))))
+export PATH := $(if $(GODIR),$(GODIR):)$(PATH)
+# The version otpgate --version prints, linked in with -X: git describe
+# of this tree, else the first line of a VERSION file (a release
+# tarball), else "devel". A package build passes its own: make
+# VERSION=1.0.0-1.
+ifeq ($(origin VERSION),undefined)
+VERSION := $(shell { [ -e .git ] && git -c safe.directory='*' describe --tags --always --dirty 2>/dev/null; } || head -n1 VERSION 2>/dev/null || echo devel)
+endif
 CC      ?= cc
 PREFIX  ?= /usr/local
 DESTDIR ?=
@@ -28,21 +47,59 @@ FUZZTIME ?= 60
 # /usr/lib/x86_64-linux-gnu/security; elsewhere /usr/lib/security or
 # /lib/security). Override with PAMDIR=.
 PAMDIR  ?= $(shell for d in /usr/lib/$$(gcc -print-multiarch 2>/dev/null)/security /lib/$$(gcc -print-multiarch 2>/dev/null)/security /usr/lib64/security /usr/lib/security /lib/security; do [ -d "$$d" ] && { echo $$d; break; }; done)
-GOFLAGS_BUILD = -trimpath -ldflags='-s -w -X github.com/otpgate/otpgate/internal/helper.InstalledPath=$(LAUNCHER) -X github.com/otpgate/otpgate/internal/helper.SocketPath=$(SOCKET)'
+GOFLAGS_BUILD = -trimpath -ldflags='-s -w -X github.com/otpgate/otpgate/internal/helper.InstalledPath=$(LAUNCHER) -X github.com/otpgate/otpgate/internal/helper.SocketPath=$(SOCKET) -X github.com/otpgate/otpgate/internal/version.Version=$(VERSION)'
 # root:root when installing as root; a packager's unprivileged DESTDIR
 # install leaves ownership to the packaging tool (fakeroot).
 OWNER   = $(shell [ "$$(id -u)" = 0 ] && echo "-o root -g root")
 
+# Plain make builds everything: bin/otpgate, bin/otpgate-helper,
+# build/pam_otpgate.so and build/otpgate-launch-helper.
+.DEFAULT_GOAL := all
+
 FORCE:
 
-.PHONY: FORCE demo all go pam test test-go test-deps bench fuzz install uninstall clean fmt vet
+.PHONY: FORCE demo all go pam test test-go test-deps bench fuzz install uninstall clean fmt vet help go-found pam-found version
 
 all: go $(if $(wildcard pam/pam_otpgate.c),pam)
 
-go:
+go: go-found
 	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -o bin/ ./cmd/...
 
 pam: build/pam_otpgate.so build/otpgate-launch-helper
+# Stops, saying what to install, when no go command was found.
+go-found:
+	@[ -n "$(GO)" ] || scripts/find-go.sh >/dev/null
+
+version:
+	@echo $(VERSION)
+
+# Stops, saying what to install, when there is no C compiler or no PAM
+# headers.
+pam-found:
+	@command -v $(firstword $(CC)) >/dev/null || { echo "otpgate: error: no C compiler ($(CC)); install gcc (apt install gcc)" >&2; exit 1; }
+	@echo '#include <security/pam_modules.h>' | $(CC) -E - >/dev/null 2>&1 || { echo "otpgate: error: no PAM headers (security/pam_modules.h); install libpam0g-dev (apt install libpam0g-dev)" >&2; exit 1; }
+
+help:
+	@echo 'make [TARGET] [VARIABLE=value ...]   (as root where it says so)'
+	@echo ''
+	@echo '  all (default) build bin/otpgate, bin/otpgate-helper, build/pam_otpgate.so, build/otpgate-launch-helper'
+	@echo '  go            build bin/otpgate and bin/otpgate-helper only'
+	@echo '  pam           build build/pam_otpgate.so and build/otpgate-launch-helper only'
+	@echo '  test          every test: go vet, gofmt, go test -race (as root: apt-get installs what they need)'
+	@echo '  test-deps     as root, apt-get install the packages the tests use'
+	@echo '  demo          root: a throwaway sshd on 127.0.0.1:2222 with otpgate in front and a demo user'
+	@echo '  install       root: install into PREFIX (/usr/local) and the PAM directory; DESTDIR for staging'
+	@echo '  uninstall     root: remove what install put in place'
+	@echo '  bench         benchmarks (as root also pamtester against google-authenticator-libpam)'
+	@echo '  fuzz          the module under libFuzzer, then every Go fuzz target, FUZZTIME=$(FUZZTIME) seconds each'
+	@echo '  vet           go vet ./...'
+	@echo '  fmt           gofmt -w .'
+	@echo '  clean         remove bin/ and build/'
+	@echo '  version       print the version built in (VERSION=$(VERSION))'
+	@echo '  help          this list'
+	@echo ''
+	@echo 'Variables: GO=$(or $(GO),(none found)) VERSION PREFIX=$(PREFIX) DESTDIR PAMDIR=$(PAMDIR) CC=$(CC) CFLAGS FUZZTIME'
+
 
 # The module is rebuilt when HELPER (PREFIX) or SOCKET changes, not only
 # its sources.
@@ -50,10 +107,10 @@ build/helper-path: FORCE
 	@mkdir -p build
 	@echo '$(HELPER) $(SOCKET)' | cmp -s - $@ || echo '$(HELPER) $(SOCKET)' > $@
 
-build/pam_otpgate.so: pam/pam_otpgate.c $(wildcard pam/*.h) pam/exports.map build/helper-path
+build/pam_otpgate.so: pam/pam_otpgate.c $(wildcard pam/*.h) pam/exports.map build/helper-path | pam-found
 	$(CC) $(PAM_CFLAGS) -shared -Wl,--version-script=pam/exports.map -o $@ pam/pam_otpgate.c -lpam
 
-build/otpgate-launch-helper: pam/otpgate-launch-helper.c pam/harden.h pam/safepath.h build/helper-path
+build/otpgate-launch-helper: pam/otpgate-launch-helper.c pam/harden.h pam/safepath.h build/helper-path | pam-found
 	$(CC) $(LAUNCH_CFLAGS) $(LAUNCH_LDFLAGS) -o $@ pam/otpgate-launch-helper.c
 
 # Installs what the tests need when run as root, then runs every test.
@@ -68,13 +125,13 @@ bench: test-deps all
 
 # The module's frame parser under libFuzzer (clang; installed here when
 # root and missing), then each Go fuzz target, FUZZTIME seconds each.
-fuzz:
+fuzz: go-found
 	FUZZTIME=$(FUZZTIME) GO=$(GO) pam/fuzz/run.sh
 
-vet:
+vet: go-found
 	$(GO) vet ./...
 
-fmt:
+fmt: go-found
 	gofmt -w .
 
 # The module, otpgate, the helper (root only runs it) and the launcher

@@ -31,6 +31,11 @@
 #   USERS=<n>           users of the many-users load (default 100).
 set -eu
 cd "$(dirname "$0")/.."
+# The go command: the one make put first on PATH, else the same search
+# make does (sudo's PATH has no /usr/local/go/bin); gofmt comes with it.
+GO=$(scripts/find-go.sh) || exit 1
+PATH=$(dirname "$GO"):$PATH
+export PATH
 go test -run=NONE -bench=. -benchmem -count=3 ./internal/verify/ ./internal/backupcode/
 if [ "$(id -u)" -eq 0 ]; then
 	go run ./internal/tools/pambench -n "${N:-300}" -timing "${TIMING:-1000}" -baseline "${BASELINE-cedc831}" \

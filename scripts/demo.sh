@@ -11,6 +11,11 @@ if [ "$(id -u)" -ne 0 ]; then
 	echo "demo: run as root (it adds a user and starts an sshd on 127.0.0.1): sudo make demo" >&2
 	exit 2
 fi
+# The go command: the one make put first on PATH, else the same search
+# make does (sudo's PATH has no /usr/local/go/bin).
+GO=$(scripts/find-go.sh) || exit 1
+PATH=$(dirname "$GO"):$PATH
+export PATH
 port=${DEMO_PORT:-2222}
 user=otpgate-demo
 pass=demo-$(od -An -N4 -tx4 /dev/urandom | tr -d ' ')
@@ -38,8 +43,8 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 echo "== building otpgate into $dir"
-CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o "$dir/otpgate" ./cmd/otpgate
-CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o "$dir/otpgate-helper" ./cmd/otpgate-helper
+CGO_ENABLED=0 "$GO" build -trimpath -ldflags='-s -w' -o "$dir/otpgate" ./cmd/otpgate
+CGO_ENABLED=0 "$GO" build -trimpath -ldflags='-s -w' -o "$dir/otpgate-helper" ./cmd/otpgate-helper
 make -s pam
 install -m 0644 build/pam_otpgate.so "$dir/pam_otpgate.so"
 

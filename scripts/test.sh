@@ -5,8 +5,13 @@
 # timeout, so a hang fails instead of stalling.
 set -eu
 cd "$(dirname "$0")/.."
+# The go command: the one make put first on PATH, else the same search
+# make does (sudo's PATH has no /usr/local/go/bin); gofmt comes with it.
+GO=$(scripts/find-go.sh) || exit 1
+PATH=$(dirname "$GO"):$PATH
+export PATH
 echo "== go vet"
-go vet ./...
+"$GO" vet ./...
 echo "== gofmt"
 bad=$(gofmt -l . | grep -v '^testdata/' || true)
 if [ -n "$bad" ]; then echo "gofmt needed on: $bad" >&2; exit 1; fi
@@ -18,7 +23,7 @@ echo "== go test -race"
 # root, and is told so here).
 log=$(mktemp /tmp/otpgate-test.XXXXXX)
 status=0
-go test -race -count=1 -timeout 20m -v ./... >"$log" 2>&1 || status=$?
+"$GO" test -race -count=1 -timeout 20m -v ./... >"$log" 2>&1 || status=$?
 awk '
 	/^(ok|FAIL|panic:)/ { print; buf = ""; next }
 	/^=== / { buf = ""; next }

@@ -12,6 +12,7 @@
 //     when nothing listens there.
 //
 // See internal/helper for what it does for each caller.
+// otpgate-helper --version prints its version and exits.
 //
 // It is not setuid itself and refuses to run as one: a setuid Go program
 // reads its caller's environment (GODEBUG, TZ, ...) in the runtime and in
@@ -33,6 +34,7 @@ import (
 	"github.com/otpgate/otpgate/internal/config"
 	"github.com/otpgate/otpgate/internal/harden"
 	"github.com/otpgate/otpgate/internal/helper"
+	"github.com/otpgate/otpgate/internal/version"
 )
 
 // selfConfig is the config self mode reads. Only a test build changes it
@@ -43,6 +45,10 @@ var selfConfig = config.DefaultPath
 const selfUIDFlag = "--self-uid="
 
 func main() {
+	if len(os.Args) == 2 && os.Args[1] == "--version" {
+		fmt.Printf("otpgate-helper %s\n", version.String())
+		os.Exit(0)
+	}
 	if len(os.Args) >= 2 && (os.Args[1] == "--serve" || os.Args[1] == "--listen") {
 		os.Exit(serve(os.Args[1:]))
 	}

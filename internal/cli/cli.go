@@ -13,6 +13,7 @@ import (
 	"github.com/otpgate/otpgate/internal/account"
 	"github.com/otpgate/otpgate/internal/authlog"
 	"github.com/otpgate/otpgate/internal/config"
+	"github.com/otpgate/otpgate/internal/version"
 	"github.com/otpgate/otpgate/keystore"
 )
 
@@ -30,9 +31,11 @@ commands:
   list          list enrolled users
   doctor        audit sshd, PAM stacks, files and enrollment on this host
   sshcheck      sshd ForceCommand: ask for a code, then run the session
+  version       print the version of otpgate
 
 options:
   --config PATH  policy file (default /etc/otpgate/config.toml)
+  --version      print the version of otpgate
 
 Run otpgate COMMAND --help for the options of a command.
 
@@ -75,8 +78,12 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	configPath := fs.String("config", config.DefaultPath, "")
 	help := fs.Bool("help", false, "")
 	fs.BoolVar(help, "h", false, "")
+	showVersion := fs.Bool("version", false, "")
 	if err := fs.Parse(args); err != nil {
 		return report(stderr, withHint(usageErr("%v", err), "run otpgate --help"))
+	}
+	if *showVersion {
+		return printVersion(stdout)
 	}
 	if *help || fs.NArg() == 0 {
 		if *help {
@@ -87,6 +94,9 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	name, rest := fs.Arg(0), fs.Args()[1:]
+	if name == "version" { // needs no config, store or root
+		return runVersion(stdout, stderr, rest)
+	}
 	cmd, ok := commands[name]
 	if !ok {
 		return report(stderr, withHint(usageErr("unknown command %q", name), "run otpgate --help for the list"))
@@ -120,6 +130,31 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	e.log = authlog.Open("otpgate", stderr) // no syslog (a container): the line goes to standard error
 	defer e.log.Close()
 	return report(stderr, cmd.run(e, rest))
+}
+
+const versionHelp = `usage: otpgate version
+
+Prints the version of otpgate, as the build set it (the package version,
+or git describe of the tree it was built from), the same as otpgate
+--version.
+`
+
+func runVersion(stdout, stderr io.Writer, args []string) int {
+	for _, a := range args {
+		if a == "--help" || a == "-help" || a == "-h" {
+			fmt.Fprint(stdout, versionHelp)
+			return exitOK
+		}
+	}
+	if len(args) > 0 {
+		return report(stderr, withHint(usageErr("version: unexpected argument %q", args[0]), "run otpgate version --help"))
+	}
+	return printVersion(stdout)
+}
+
+func printVersion(stdout io.Writer) int {
+	fmt.Fprintf(stdout, "otpgate %s\n", version.String())
+	return exitOK
 }
 
 // newFlags returns a flag set for a command whose errors come back to the

@@ -5,9 +5,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/otpgate/otpgate/internal/testbin"
 )
 
 // Built once for all tests, in a root-owned 0755 directory.
@@ -86,12 +87,10 @@ func buildModule(cc, out string, extra ...string) error {
 	return nil
 }
 
-// buildGo builds a static binary of pkg (CGO_ENABLED=0, as make does).
+// buildGo builds a static binary of pkg (CGO_ENABLED=0, as make does)
+// with the go command that runs the tests.
 func buildGo(out, pkg string, ldflags ...string) error {
-	gobin := filepath.Join(runtime.GOROOT(), "bin", "go")
-	if _, err := os.Stat(gobin); err != nil {
-		gobin = "go"
-	}
+	gobin := testbin.Go()
 	args := []string{"build", "-trimpath", "-ldflags=-s -w " + strings.Join(ldflags, " "), "-o", out, pkg}
 	cmd := exec.Command(gobin, args...)
 	cmd.Dir = repoRoot

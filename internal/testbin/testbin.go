@@ -39,7 +39,7 @@ func Build(t testing.TB, pkg string) string {
 		dir = d
 	}
 	out := filepath.Join(dir, filepath.Base(pkg))
-	cmd := exec.Command("go", "build", "-o", out, "./"+pkg)
+	cmd := exec.Command(Go(), "build", "-o", out, "./"+pkg)
 	cmd.Dir = root()
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if b, err := cmd.CombinedOutput(); err != nil {
@@ -47,6 +47,18 @@ func Build(t testing.TB, pkg string) string {
 	}
 	built[pkg] = out
 	return out
+}
+
+// Go returns the go command that runs the tests: go test puts its own
+// GOROOT/bin first on the test's PATH, so this is the same Go even where
+// PATH had none (sudo's secure_path has no /usr/local/go/bin). Outside go
+// test it is go on PATH, else plain "go". (runtime.GOROOT is empty in a
+// -trimpath build, and deprecated.)
+func Go() string {
+	if p, err := exec.LookPath("go"); err == nil {
+		return p
+	}
+	return "go"
 }
 
 // Cleanup removes the built binaries.

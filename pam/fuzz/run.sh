@@ -7,8 +7,12 @@
 # run and leaves its input in build/fuzz.
 set -eu
 FUZZTIME=${FUZZTIME:-60}
-GO=${GO:-go}
 cd "$(dirname "$0")/../.."
+# The go command: $GO when set, else the one make put first on PATH, else
+# the same search make does (sudo's PATH has no /usr/local/go/bin).
+GO=$(scripts/find-go.sh) || exit 1
+PATH=$(dirname "$GO"):$PATH
+export PATH
 
 clang=$(command -v clang || true)
 if [ -z "$clang" ] || ! "$clang" -print-file-name=libclang_rt.fuzzer-x86_64.a | grep -q /; then
