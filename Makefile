@@ -58,6 +58,7 @@ OWNER   = $(shell [ "$$(id -u)" = 0 ] && echo "-o root -g root")
 
 FORCE:
 
+.PHONY: deb man
 .PHONY: FORCE demo all go pam test test-go test-deps bench fuzz install uninstall clean fmt vet help go-found pam-found version
 
 all: go $(if $(wildcard pam/pam_otpgate.c),pam)
@@ -138,8 +139,12 @@ fmt: go-found
 # setuid root (self-service for normal users, PAM hosts that run as the
 # user). The module runs either only if it and every directory above it
 # are root-owned and not group- or world-writable.
-install: all
+install: all man
 	install -d $(OWNER) -m 0755 $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(dir $(HELPER)) $(DESTDIR)$(PAMDIR)
+	install -d $(OWNER) -m 0755 $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8
+	install $(OWNER) -m 0644 build/man/otpgate.1 $(DESTDIR)$(MANDIR)/man1/
+	install $(OWNER) -m 0644 build/man/otpgate.toml.5 $(DESTDIR)$(MANDIR)/man5/
+	install $(OWNER) -m 0644 build/man/pam_otpgate.8 build/man/otpgate-helper.8 $(DESTDIR)$(MANDIR)/man8/
 	install $(OWNER) -m 0755 bin/otpgate $(DESTDIR)$(PREFIX)/bin/otpgate
 	install $(OWNER) -m 0755 bin/otpgate-helper $(DESTDIR)$(HELPER)
 	install $(OWNER) -m 4755 build/otpgate-launch-helper $(DESTDIR)$(LAUNCHER)
@@ -155,9 +160,66 @@ uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/bin/otpgate $(DESTDIR)$(HELPER) $(DESTDIR)$(LAUNCHER) $(DESTDIR)$(PAMDIR)/pam_otpgate.so
 	[ -z "$(UNITDIR)" ] || rm -f $(DESTDIR)$(UNITDIR)/otpgate-helper.socket $(DESTDIR)$(UNITDIR)/otpgate-helper.service
 	-rmdir $(DESTDIR)$(dir $(HELPER)) 2>/dev/null
+	rm -f $(DESTDIR)$(MANDIR)/man1/otpgate.1 $(DESTDIR)$(MANDIR)/man5/otpgate.toml.5 $(DESTDIR)$(MANDIR)/man8/pam_otpgate.8 $(DESTDIR)$(MANDIR)/man8/otpgate-helper.8
 
 clean:
 	rm -rf bin build
+
+# The manual pages: docs/man/*.md through go-md2man (go tool) into
+# build/man/; make install puts them under MANDIR.
+MANDIR ?= $(PREFIX)/share/man
+MAN_PAGES = build/man/otpgate.1 build/man/otpgate.toml.5 build/man/pam_otpgate.8 build/man/otpgate-helper.8
+
+man: $(MAN_PAGES)
+
+build/man/%: docs/man/%.md | go-found
+	@mkdir -p build/man
+	sed 's/@VERSION@/$(VERSION)/g' $< | $(GO) tool go-md2man > $@.tmp && mv $@.tmp $@
+
+# The Debian package, dist/otpgate_<version>_<arch>.deb, built with nfpm
+# (go tool nfpm) from contrib/debian/nfpm.yaml: make install stages the
+# files with the package's paths (PREFIX=/usr, the multiarch PAM
+# directory), then nfpm packs them. See docs/packaging.md. A Debian
+# version starts with a digit: v1.2-3-gabc becomes 1.2+3+gabc, a bare
+# commit abc (no tag yet) 0~abc.
+DEB_ARCH      ?= $(shell dpkg --print-architecture 2>/dev/null || $(GO) env GOARCH)
+DEB_MULTIARCH ?= $(shell dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || gcc -print-multiarch)
+DEB_VERSION   ?= $(shell v='$(patsubst v%,%,$(VERSION))'; case "$$v" in ([0-9]*.*) ;; (*) v="0~$$v" ;; esac; echo "$$v" | tr -- - +)
+DEB_MAINTAINER ?= $(shell git log -1 --format='%an <%ae>' 2>/dev/null)
+DEB_FILE       = dist/otpgate_$(DEB_VERSION)_$(DEB_ARCH).deb
+
+deb: go-found build/deb/config.toml
+	rm -rf build/deb/root
+	@# The C programs are rebuilt with the package's paths and flags.
+	rm -f build/pam_otpgate.so build/otpgate-launch-helper
+	$(MAKE) --no-print-directory install DESTDIR=$(CURDIR)/build/deb/root PREFIX=/usr MANDIR=/usr/share/man \
+		PAMDIR=/usr/lib/$(DEB_MULTIARCH)/security UNITDIR=/lib/systemd/system VERSION=$(DEB_VERSION) \
+		CFLAGS='$(CFLAGS) -D_FORTIFY_SOURCE=2'
+	strip --strip-unneeded --remove-section=.comment --remove-section=.note build/deb/root/usr/lib/$(DEB_MULTIARCH)/security/pam_otpgate.so
+	strip --remove-section=.comment --remove-section=.note build/deb/root/usr/libexec/otpgate/otpgate-launch-helper
+	gzip -9nf build/deb/root/usr/share/man/man*/*
+	{ echo 'otpgate ($(DEB_VERSION)) unstable; urgency=medium'; echo; \
+	  echo '  * Built by make deb from $(VERSION).'; echo; \
+	  echo ' -- $(DEB_MAINTAINER)  '"$$(git log -1 --format=%aD 2>/dev/null || date -R)"; } | gzip -9n > build/deb/changelog.gz
+	@mkdir -p dist
+	DEB_VERSION='$(DEB_VERSION)' DEB_ARCH='$(DEB_ARCH)' DEB_MULTIARCH='$(DEB_MULTIARCH)' DEB_MAINTAINER='$(DEB_MAINTAINER)' \
+		DEB_HOMEPAGE='' DEB_LICENSE='not yet stated' \
+		$(GO) tool nfpm package --config contrib/debian/nfpm.yaml --packager deb --target $(DEB_FILE)
+	@echo "make deb: $(DEB_FILE)"
+
+# The package's /etc/otpgate/config.toml: contrib/config.toml with every
+# key commented out, so each shows its default and a later default still
+# applies where the administrator changed nothing.
+build/deb/config.toml: contrib/config.toml
+	@mkdir -p build/deb
+	sed 's/^\([a-z_]* *=\)/#\1/' contrib/config.toml > $@
+
+# The image otpgate:latest (contrib/docker/Dockerfile, from make deb's
+# package); a Docker daemon is started and a Debian base made with
+# debootstrap when needed (root). See contrib/docker/README.md.
+.PHONY: docker
+docker:
+	contrib/docker/build.sh
 
 # A throwaway sshd on 127.0.0.1:2222 with otpgate in front and a demo user (root).
 demo:
