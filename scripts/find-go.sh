@@ -41,7 +41,7 @@ candidates() {
 	echo /snap/bin/go
 }
 
-old=""    # the first go found that is too old, for the message
+old=""    # the first go found, too old, for the message
 switch="" # a too-old go that can fetch the right toolchain
 for g in $(candidates); do
 	[ -x "$g" ] || continue
@@ -72,7 +72,7 @@ if [ -n "$switch" ]; then
 fi
 {
 	if [ -n "$old" ]; then
-		echo "otpgate: error: Go $need or later is needed; the newest found is $old"
+		echo "otpgate: error: Go $need or later is needed; found only $old"
 	else
 		echo "otpgate: error: Go $need or later is needed and no go command was found"
 		echo "  (looked on PATH, in \$GOROOT, /usr/local/go/bin, /usr/lib/go*/bin and /snap/bin)"
