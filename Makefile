@@ -66,7 +66,6 @@ all: go $(if $(wildcard pam/pam_otpgate.c),pam)
 go: go-found
 	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -o bin/ ./cmd/...
 
-pam: build/pam_otpgate.so build/otpgate-launch-helper
 # Stops, saying what to install, when no go command was found.
 go-found:
 	@[ -n "$(GO)" ] || scripts/find-go.sh >/dev/null
@@ -91,6 +90,8 @@ help:
 	@echo '  demo          root: a throwaway sshd on 127.0.0.1:2222 with otpgate in front and a demo user'
 	@echo '  install       root: install into PREFIX (/usr/local) and the PAM directory; DESTDIR for staging'
 	@echo '  uninstall     root: remove what install put in place'
+	@echo '  man           the manual pages, docs/man/*.md through go-md2man into build/man/'
+	@echo '  deb           the Debian package dist/otpgate_<version>_<arch>.deb (nfpm; docs/packaging.md)'
 	@echo '  bench         benchmarks (as root also pamtester against google-authenticator-libpam)'
 	@echo '  fuzz          the module under libFuzzer, then every Go fuzz target, FUZZTIME=$(FUZZTIME) seconds each'
 	@echo '  vet           go vet ./...'
@@ -101,6 +102,7 @@ help:
 	@echo ''
 	@echo 'Variables: GO=$(or $(GO),(none found)) VERSION PREFIX=$(PREFIX) DESTDIR PAMDIR=$(PAMDIR) CC=$(CC) CFLAGS FUZZTIME'
 
+pam: build/pam_otpgate.so build/otpgate-launch-helper
 
 # The module is rebuilt when HELPER (PREFIX) or SOCKET changes, not only
 # its sources.
