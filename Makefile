@@ -88,6 +88,7 @@ help:
 	@echo '  test          every test: go vet, gofmt, go test -race (as root: apt-get installs what they need)'
 	@echo '  test-deps     as root, apt-get install the packages the tests use'
 	@echo '  demo          root: a throwaway sshd on 127.0.0.1:2222 with otpgate in front and a demo user'
+	@echo '  docker        build the Docker image otpgate:latest (sshd + sudo + otpgate; contrib/docker/README.md)'
 	@echo '  install       root: install into PREFIX (/usr/local) and the PAM directory; DESTDIR for staging'
 	@echo '  uninstall     root: remove what install put in place'
 	@echo '  man           the manual pages, docs/man/*.md through go-md2man into build/man/'
@@ -223,6 +224,17 @@ build/deb/config.toml: contrib/config.toml
 docker:
 	contrib/docker/build.sh
 
-# A throwaway sshd on 127.0.0.1:2222 with otpgate in front and a demo user (root).
+# The image otpgate:latest (contrib/docker/Dockerfile, from make deb's
+# package); a Docker daemon is started and a Debian base made with
+# debootstrap when needed (root). See contrib/docker/README.md.
+.PHONY: docker
+docker:
+	contrib/docker/build.sh
+
+# A throwaway sshd on 127.0.0.1:2222 with otpgate in front and a demo user (root):
+# in a container of the image above when a Docker daemon answers
+# (scripts/demo-docker.sh), else on this machine (scripts/demo.sh).
+# DEMO=docker or DEMO=local chooses.
 demo:
-	scripts/demo.sh
+	@if [ "$(DEMO)" = docker ] || { [ "$(DEMO)" != local ] && docker info >/dev/null 2>&1; }; then \
+		scripts/demo-docker.sh; else scripts/demo.sh; fi
