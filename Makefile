@@ -224,13 +224,6 @@ build/deb/config.toml: contrib/config.toml
 docker:
 	contrib/docker/build.sh
 
-# The image otpgate:latest (contrib/docker/Dockerfile, from make deb's
-# package); a Docker daemon is started and a Debian base made with
-# debootstrap when needed (root). See contrib/docker/README.md.
-.PHONY: docker
-docker:
-	contrib/docker/build.sh
-
 # A throwaway sshd on 127.0.0.1:2222 with otpgate in front and a demo user (root):
 # in a container of the image above when a Docker daemon answers
 # (scripts/demo-docker.sh), else on this machine (scripts/demo.sh).
