@@ -22,9 +22,19 @@ const testVersion = "0.0.0+pkgtest"
 
 var (
 	debOnce sync.Once
+	debDir  string // the copy of the tree make deb ran in
 	debPath string // the .deb make deb wrote
 	debErr  string // why there is none
 )
+
+// TestMain removes the tree buildDeb made after every test ran.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if debDir != "" {
+		os.RemoveAll(debDir)
+	}
+	os.Exit(code)
+}
 
 // buildDeb runs make deb once, in a copy of the working tree (make deb
 // rebuilds bin/ and build/ with the package's paths; the copy keeps the
@@ -43,8 +53,7 @@ func buildDeb(t *testing.T) string {
 			debErr = err.Error()
 			return
 		}
-		// Removed by the process's end only: every test of the package
-		// uses it. /tmp is cleaned by the system.
+		debDir = dir // TestMain removes it: every test of the package uses it
 		if err := copyTree(repoRoot(t), dir); err != nil {
 			debErr = "copying the tree: " + err.Error()
 			return
