@@ -91,8 +91,6 @@ help:
 	@echo '  docker        build the Docker image otpgate:latest (sshd + sudo + otpgate; contrib/docker/README.md)'
 	@echo '  install       root: install into PREFIX (/usr/local) and the PAM directory; DESTDIR for staging'
 	@echo '  uninstall     root: remove what install put in place'
-	@echo '  man           build the manual pages into build/man/ (docs/man, go-md2man)'
-	@echo '  deb           build dist/otpgate_VERSION_ARCH.deb (nfpm; docs/packaging.md)'
 	@echo '  man           the manual pages, docs/man/*.md through go-md2man into build/man/'
 	@echo '  deb           the Debian package dist/otpgate_<version>_<arch>.deb (nfpm; docs/packaging.md)'
 	@echo '  bench         benchmarks (as root also pamtester against google-authenticator-libpam)'
