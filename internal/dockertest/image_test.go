@@ -223,6 +223,18 @@ func TestDockerImage(t *testing.T) {
 		wantLog(t, c, "user=alice service=sshd rhost=127.0.0.1 outcome=denied reason=wrong-code")
 	})
 
+	t.Run("self-service", func(t *testing.T) {
+		// A user's own otpgate status goes through the daemon: nothing of
+		// otpgate's is setuid in the image.
+		if r := c.exec(t, "", "find", "/usr/libexec/otpgate", "/usr/bin/otpgate", "-perm", "-4000"); r.exit != 0 || strings.TrimSpace(r.stdout) != "" {
+			t.Fatalf("want no setuid file of otpgate's: %s", r)
+		}
+		r := c.execWith(t, []string{"-u", "alice"}, "", "otpgate", "status")
+		if r.exit != 0 || !strings.Contains(r.stdout+r.stderr, "alice") {
+			t.Fatalf("otpgate status as alice: %s", r)
+		}
+	})
+
 	t.Run("sudo", func(t *testing.T) {
 		r := c.sudo(t, alice, alice.password+"\n"+alice.freshCode(t)+"\n")
 		t.Logf("sudo, password + code: exit %d in %v", r.exit, r.dur.Round(time.Millisecond))
