@@ -13,10 +13,11 @@ name=otpgate-demo
 user=otpgate-demo
 pass=demo-$(od -An -N4 -tx4 /dev/urandom | tr -d ' ')
 
-if ! docker info >/dev/null 2>&1; then
-	echo "demo-docker: no Docker daemon answers (run as root, or use scripts/demo.sh)" >&2
+# A Docker daemon: started here when none answers (root; DEMO=docker).
+scripts/debian-base.sh --dockerd || {
+	echo "demo-docker: no Docker daemon (run as root, or use the demo without Docker: make demo DEMO=local)" >&2
 	exit 2
-fi
+}
 need=""
 for p in openssh-client oathtool; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need="$need $p"
