@@ -32,14 +32,15 @@ dir=$(mktemp -d /tmp/otpgate-demo-docker.XXXXXX)
 echo "== building the image otpgate:latest (make docker; the first time takes a few minutes)"
 contrib/docker/build.sh >"$dir/build.log" 2>&1 || { cat "$dir/build.log" >&2; rm -rf "$dir"; exit 1; }
 cleanup() {
-	trap - EXIT INT TERM
 	echo
 	echo "== removing the container $name, its volume and $dir"
 	docker rm -f -v "$name" >/dev/null 2>&1 || true
 	rm -rf "$dir"
-	exit 0
 }
-trap cleanup EXIT INT TERM
+# Ctrl-C is how the demo ends: clean up and exit 0, not 130; a failure
+# keeps its status.
+trap cleanup EXIT
+trap 'exit 0' INT TERM
 docker rm -f -v "$name" >/dev/null 2>&1 || true
 
 echo "== starting $name: sshd on 127.0.0.1:$port"

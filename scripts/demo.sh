@@ -40,7 +40,9 @@ cleanup() {
 	userdel -r "$user" 2>/dev/null || true
 	rm -rf "$dir"
 }
-trap cleanup EXIT INT TERM
+# Ctrl-C is how the demo ends: clean up and exit 0, not 130.
+trap cleanup EXIT
+trap 'exit 0' INT TERM
 
 echo "== building otpgate into $dir"
 CGO_ENABLED=0 "$GO" build -trimpath -ldflags='-s -w' -o "$dir/otpgate" ./cmd/otpgate
