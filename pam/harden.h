@@ -47,7 +47,7 @@ struct harden_limit {
 static const struct harden_limit harden_limits[] = {
 	{ RLIMIT_CORE, 0, 0 }, /* no secrets in core files */
 	{ RLIMIT_FSIZE, RLIM_INFINITY, 1 << 20 },
-	{ RLIMIT_NOFILE, 1024, 64 },
+	{ RLIMIT_NOFILE, 4096, 64 },
 	{ RLIMIT_CPU, RLIM_INFINITY, 600 },
 	{ RLIMIT_AS, RLIM_INFINITY, (rlim_t)4 << 30 },
 	{ RLIMIT_DATA, RLIM_INFINITY, (rlim_t)1 << 30 },

@@ -40,7 +40,7 @@ const Infinity = ^uint64(0)
 var Limits = []Limit{
 	{"RLIMIT_CORE", syscall.RLIMIT_CORE, 0, 0},
 	{"RLIMIT_FSIZE", syscall.RLIMIT_FSIZE, Infinity, 1 << 20},
-	{"RLIMIT_NOFILE", syscall.RLIMIT_NOFILE, 1024, 64},
+	{"RLIMIT_NOFILE", syscall.RLIMIT_NOFILE, 4096, 64}, // the daemon: 512 connections, a few files each
 	{"RLIMIT_CPU", syscall.RLIMIT_CPU, Infinity, 600},
 	{"RLIMIT_AS", syscall.RLIMIT_AS, Infinity, 4 << 30},
 	{"RLIMIT_DATA", syscall.RLIMIT_DATA, Infinity, 1 << 30},
