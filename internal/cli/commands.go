@@ -3,6 +3,7 @@ package cli
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -44,15 +45,15 @@ func printStatus(e *env, s account.Status) {
 	if !s.Enrolled {
 		fmt.Fprintf(w, "%s: not enrolled\n", s.User)
 	} else {
-		fmt.Fprintf(w, "%s: enrolled %s (%s, %d digits, %d s)\n", s.User, s.Created.Local().Format(time.DateTime), s.Algorithm, s.Digits, s.Period)
+		fmt.Fprintf(w, "%s: enrolled %s (%s, %d digits, %d s)\n", s.User, stamp(s.Created), s.Algorithm, s.Digits, s.Period)
 		fmt.Fprintf(w, "backup codes left: %d\n", s.BackupLeft)
 	}
 	fmt.Fprintf(w, "failures: %d of %d\n", s.Failures, e.cfg.MaxFailures)
 	if s.Locked {
-		fmt.Fprintf(w, "locked until %s\n", s.LockedUntil.Local().Format(time.DateTime))
+		fmt.Fprintf(w, "locked until %s\n", stamp(s.LockedUntil))
 	}
 	if !s.LastSuccess.IsZero() {
-		fmt.Fprintf(w, "last accepted code: %s\n", s.LastSuccess.Local().Format(time.DateTime))
+		fmt.Fprintf(w, "last accepted code: %s\n", stamp(s.LastSuccess))
 	}
 }
 
@@ -125,7 +126,7 @@ func runVerify(e *env, args []string) error {
 		}
 		return nil
 	case verify.Locked:
-		return deniedErr("%s is locked until %s after %d failures", user, r.LockedUntil.Local().Format(time.DateTime), r.Failures)
+		return deniedErr("%s is locked until %s after %d failures", user, stamp(r.LockedUntil), r.Failures)
 	case verify.NotEnrolled:
 		return withHint(deniedErr("%s is not enrolled", user), "run otpgate enroll --user "+user)
 	case verify.Failed:
@@ -133,7 +134,7 @@ func runVerify(e *env, args []string) error {
 	}
 	msg := fmt.Sprintf("denied: %s (%d of %d failures)", strings.ReplaceAll(r.Reason, "-", " "), r.Failures, e.cfg.MaxFailures)
 	if !r.LockedUntil.IsZero() {
-		msg += fmt.Sprintf("; locked until %s", r.LockedUntil.Local().Format(time.DateTime))
+		msg += fmt.Sprintf("; locked until %s", stamp(r.LockedUntil))
 	}
 	return deniedErr("%s", msg)
 }
@@ -191,7 +192,9 @@ func runReset(e *env, args []string) error {
 
 const listHelp = `usage: otpgate list [--json]
 
-Lists enrolled users with their backup codes left, failures and lock.
+Lists enrolled users under a header: backup codes left, consecutive
+failures, until when the account is locked ("-": not locked) and the last
+accepted code, times in RFC 3339 with the local zone.
 `
 
 func runList(e *env, args []string) error {
@@ -229,6 +232,7 @@ func runList(e *env, args []string) error {
 		}
 		return firstErr
 	}
+	fmt.Fprintf(e.stdout, listRow, "USER", "BACKUP", "FAILURES", "LOCKED-UNTIL", "LAST-CODE")
 	for _, s := range all {
 		if s.Error != "" {
 			fmt.Fprintf(e.stdout, "%-20s error: %s\n", s.User, s.Error)
@@ -236,9 +240,23 @@ func runList(e *env, args []string) error {
 		}
 		lock := "-"
 		if s.Locked {
-			lock = "locked until " + s.LockedUntil.Local().Format(time.DateTime)
+			lock = stamp(s.LockedUntil)
 		}
-		fmt.Fprintf(e.stdout, "%-20s backup=%-2d failures=%-3d %s\n", s.User, s.BackupLeft, s.Failures, lock)
+		last := "never"
+		if !s.LastSuccess.IsZero() {
+			last = stamp(s.LastSuccess)
+		}
+		fmt.Fprintf(e.stdout, listRow, s.User, strconv.Itoa(s.BackupLeft), strconv.Itoa(s.Failures), lock, last)
 	}
 	return firstErr
+}
+
+// listRow is one line of list: a header names every column, "-" under
+// LOCKED-UNTIL means not locked.
+const listRow = "%-20s %-6s %-8s %-25s %s\n"
+
+// stamp writes a time for people and scripts alike: RFC 3339 in local
+// time, so it carries its zone.
+func stamp(t time.Time) string {
+	return t.Local().Format(time.RFC3339)
 }

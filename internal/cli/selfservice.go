@@ -140,7 +140,8 @@ func (u *selfUI) lastError() string {
 	if len(u.errs) == 0 {
 		return ""
 	}
-	return ": " + u.errs[len(u.errs)-1]
+	// All of them, in order: the reason, then what it meant.
+	return ": " + strings.Join(u.errs, "; ")
 }
 
 func (u *selfUI) Data(d helper.Data) error {

@@ -56,7 +56,7 @@ func Run(o Options) *Report {
 		r.add(Finding{Check: "config", Context: o.ConfigPath, Problem: err.Error() + "; every login through otpgate is denied until it is fixed", Fix: "correct the file (see contrib/config.toml)"})
 		cfg = config.Default()
 	}
-	r.note("config %s", o.ConfigPath)
+	r.note("%s", configNote(o.ConfigPath))
 
 	// PAM stacks, and the module and helper each otpgate line names.
 	withOtpgate := map[string]bool{}
@@ -163,6 +163,7 @@ func Run(o Options) *Report {
 		}
 	}
 	r.note("%d protected users checked for enrollment", len(names))
+	r.add(checkCoverage(withOtpgate, protected, o.SSHD != "none")...)
 	r.dedupe()
 	return r
 }
@@ -211,6 +212,39 @@ func (r *Report) checkSSHD(o Options, accounts []passwd.Entry, pam SSHDPAM, prot
 	}
 	r.add(noShell.findings()...)
 	r.note("sshd: %s and %d accounts", o.SSHD, min(n, o.MaxUsers))
+}
+
+// configNote says which config was read: a missing file means the
+// defaults, and the note says so rather than claim a file was checked.
+func configNote(path string) string {
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		return "config " + path + " (absent: defaults)"
+	}
+	return "config " + path
+}
+
+// checkCoverage reports a host where otpgate protects no login: no PAM
+// stack doctor reads has pam_otpgate and no account reaches otpgate
+// sshcheck through sshd (sawSSHD: sshd's configuration was read). An
+// install that asks no one for a code is a problem to be told about,
+// not a clean bill of health.
+func checkCoverage(withOtpgate map[string]bool, protected map[string]string, sawSSHD bool) []Finding {
+	for _, has := range withOtpgate {
+		if has {
+			return nil
+		}
+	}
+	for _, why := range protected {
+		if strings.HasPrefix(why, "sshd ") {
+			return nil
+		}
+	}
+	where := "pam_otpgate is in none of the PAM stacks " + strings.Join(pamServices, ", ")
+	if sawSSHD {
+		where += " and no account's sshd ForceCommand runs otpgate sshcheck"
+	}
+	return []Finding{{Check: "coverage", Problem: "otpgate protects no login on this host: " + where + "; no one is asked for a code",
+		Fix: "put pam_otpgate in a stack (docs/pam-module.md) or ForceCommand otpgate sshcheck in sshd_config (docs/sshcheck.md)"}}
 }
 
 // resolveModule returns the file PAM loads for a module named in a

@@ -378,11 +378,13 @@ func TestSelfEnrollAndStatus(t *testing.T) {
 
 	// Enroll: the secret comes first, then a code of it is asked for.
 	var secret []byte
+	var confirmed string
 	en := &promptFunc{script: &script{}, answer: func(p string) string {
 		if secret == nil {
 			t.Fatalf("prompt %q before the secret", p)
 		}
-		return f.code(t, secret, 0)
+		confirmed = f.code(t, secret, 0)
+		return confirmed
 	}}
 	en.onData = func(d Data) {
 		if d.Secret != "" {
@@ -414,6 +416,17 @@ func TestSelfEnrollAndStatus(t *testing.T) {
 	st, _ := f.store.ReadState("carol")
 	if st.Failures != 1 {
 		t.Fatalf("failures %d after a wrong code, want 1", st.Failures)
+	}
+	// The person is told why, and what it meant, in that order.
+	if len(ui2.messages) < 2 || !strings.Contains(ui2.messages[len(ui2.messages)-2], "wrong code") ||
+		!strings.Contains(ui2.messages[len(ui2.messages)-2], "4 more wrong codes lock") ||
+		!strings.Contains(ui2.messages[len(ui2.messages)-1], "not replaced") {
+		t.Fatalf("re-enroll with a wrong code said %q; want why, then that the secret was not replaced", ui2.messages)
+	}
+	// A code used already is told apart from a wrong one.
+	ui2r := &script{answers: []string{confirmed}}
+	if v := f.self(t, o, protocol.Request{Op: protocol.OpEnroll}, ui2r); v != protocol.ResultAuthErr || !ui2r.said("used already") {
+		t.Fatalf("re-enroll with the used code: %s %q; want a denial that says the code was used already", v, ui2r.messages)
 	}
 	// The code that confirmed the enrollment is used: the next one works.
 	old := secret

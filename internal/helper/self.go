@@ -164,12 +164,31 @@ func (x *selfOp) verifyFor(prompt string) (string, string) {
 	}
 	v := verify.Verifier{Store: x.store, Config: x.cfg, Log: x.o.Log, Now: x.o.Now}
 	r := v.Verify(verify.Request{User: x.user, Code: string(answer), Service: x.service})
+	x.why(r)
 	return verdict(x.s, r, func() string {
 		// Said to a session that was just refused (sshcheck), too: it
 		// names both ways to get a code set up.
 		x.s.fail("%s is not enrolled: no verification code is set up; run otpgate enroll where no code is asked, or ask an administrator", x.user)
 		return protocol.ResultAuthErr
 	}), r.Fingerprint
+}
+
+// why tells a user who is already logged in why a code of theirs was
+// refused (a lock is said by verdict). A login is told less: there the
+// person may not be the user.
+func (x *selfOp) why(r verify.Result) {
+	if r.Outcome != verify.Denied || !r.LockedUntil.IsZero() {
+		return
+	}
+	left := x.cfg.MaxFailures - r.Failures
+	switch r.Reason {
+	case "replayed":
+		x.s.fail("that code was used already (each code works once); wait for the app's next code (%d more wrong codes lock the account)", left)
+	case "malformed-code":
+		x.s.fail("that is neither a code from the app nor a backup code (%d more wrong codes lock the account)", left)
+	default:
+		x.s.fail("wrong code; check the app's clock and the entry (%d more wrong codes lock the account)", left)
+	}
 }
 
 // changedMsg is said when an administrator changed the enrollment while
@@ -190,6 +209,7 @@ func (x *selfOp) enroll(noConfirm bool) string {
 		x.s.info("%s is enrolled already: a code of the current secret is needed to replace it", x.user)
 		v, fp := x.verifyFor("Current verification code: ")
 		if v != protocol.ResultSuccess {
+			// The reason came first (why, verdict); this is the outcome.
 			x.s.fail("the secret was not replaced")
 			return v
 		}

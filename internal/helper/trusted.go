@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"time"
 
 	"github.com/otpgate/otpgate/internal/backupcode"
 	"github.com/otpgate/otpgate/internal/config"
@@ -22,6 +21,10 @@ const (
 	// config or store error, a failed write); the log line has the cause.
 	setupErrMsg = "otpgate could not check the code on this host (the reason is in the system log); ask an administrator"
 )
+
+// LockTimeFormat is how a message says until when an account is locked:
+// local time with its zone, as a person reads it on the screen.
+const LockTimeFormat = "2006-01-02 15:04:05 MST"
 
 // backupWarn is the number of backup codes left at or under which a login
 // with a backup code says how many are left.
@@ -116,11 +119,11 @@ func verdict(s *session, r verify.Result, notEnrolled func() string) string {
 		}
 		return protocol.ResultSuccess
 	case verify.Locked:
-		s.fail("too many wrong codes; try again after %s", r.LockedUntil.Local().Format(time.DateTime))
+		s.fail("too many wrong codes; try again after %s", r.LockedUntil.Local().Format(LockTimeFormat))
 		return protocol.ResultMaxTries
 	case verify.Denied:
 		if !r.LockedUntil.IsZero() {
-			s.fail("too many wrong codes; locked until %s", r.LockedUntil.Local().Format(time.DateTime))
+			s.fail("too many wrong codes; locked until %s", r.LockedUntil.Local().Format(LockTimeFormat))
 			return protocol.ResultMaxTries
 		}
 		return protocol.ResultAuthErr
