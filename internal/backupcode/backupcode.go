@@ -10,6 +10,13 @@
 // left: the hash of the input under that salt is compared with every
 // stored hash. Older files hold one salt per code; Find reads them too, at
 // one hash per distinct salt, until the user's next set of codes.
+//
+// A second kind of code exists for users imported from
+// google-authenticator: its scratch codes, 8 decimal digits
+// (KindScratch). Their hashes carry the kind in the PHC parameters
+// (m=<KiB>,t=<passes>,p=<lanes>,kind=scratch), so a hash says which kind
+// of input it can match, and hashes without the parameter (every file
+// written before) stay what they were: codes of 10 characters.
 package backupcode
 
 import (
@@ -28,6 +35,22 @@ const Alphabet = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
 // Length is the number of characters in a code, without the dash.
 const Length = 10
+
+// ScratchLength is the number of digits in a google-authenticator scratch
+// code.
+const ScratchLength = 8
+
+// Kind is the kind of a backup code: what its input looks like.
+type Kind int
+
+// The kinds of backup code.
+const (
+	KindCode    Kind = iota // 10 Crockford base32 characters, made by New
+	KindScratch             // 8 digits, a google-authenticator scratch code carried over by an import
+)
+
+// kindParam is the PHC parameter that marks a scratch code's hash.
+const kindParam = ",kind=scratch"
 
 // Hash parameters. One hash costs about 10 ms and 8 MiB on a 2020s server
 // core (see BenchmarkCheck), once per backup-code attempt, while a stolen
@@ -94,6 +117,37 @@ func Normalize(s string) (code string, ok bool) {
 	return b.String(), true
 }
 
+// NormalizeScratch returns s without spaces and dashes if it is then
+// ScratchLength decimal digits: a google-authenticator scratch code.
+func NormalizeScratch(s string) (code string, ok bool) {
+	if len(s) > 4*ScratchLength {
+		return "", false
+	}
+	var b strings.Builder
+	for _, r := range s {
+		switch {
+		case r == ' ' || r == '-' || r == '\t':
+			continue
+		case r >= '0' && r <= '9':
+			b.WriteRune(r)
+		default:
+			return "", false
+		}
+	}
+	if b.Len() != ScratchLength {
+		return "", false
+	}
+	return b.String(), true
+}
+
+// KindOf says which kind of backup code a normalized code is.
+func KindOf(code string) Kind {
+	if len(code) == ScratchLength {
+		return KindScratch
+	}
+	return KindCode
+}
+
 // Hash returns the argon2id hash of one code, which must already be
 // normalized, under a salt of its own. HashSet is what enrollment uses.
 func Hash(code string) (string, error) {
@@ -122,6 +176,25 @@ func HashSet(codes []string) ([]string, error) {
 	return hashes, nil
 }
 
+// HashScratchSet returns the argon2id hashes of google-authenticator
+// scratch codes (see NormalizeScratch) under one fresh salt, marked
+// KindScratch.
+func HashScratchSet(codes []string) ([]string, error) {
+	salt, err := newSalt()
+	if err != nil {
+		return nil, err
+	}
+	hashes := make([]string, len(codes))
+	for i, c := range codes {
+		norm, ok := NormalizeScratch(c)
+		if !ok {
+			return nil, fmt.Errorf("backup codes: %d is not an 8-digit scratch code", i+1)
+		}
+		hashes[i] = hashWith(norm, salt)
+	}
+	return hashes, nil
+}
+
 func newSalt() ([]byte, error) {
 	salt := make([]byte, saltLen)
 	if _, err := rand.Read(salt); err != nil {
@@ -130,11 +203,16 @@ func newSalt() ([]byte, error) {
 	return salt, nil
 }
 
+// hashWith hashes a normalized code; its kind (KindOf) decides the mark.
 func hashWith(code string, salt []byte) string {
 	key := argon2.IDKey([]byte(code), salt, passes, memoryKiB, lanes, keyLen)
 	enc := base64.RawStdEncoding
-	return fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s",
-		argon2.Version, memoryKiB, passes, lanes, enc.EncodeToString(salt), enc.EncodeToString(key))
+	mark := ""
+	if KindOf(code) == KindScratch {
+		mark = kindParam
+	}
+	return fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d%s$%s$%s",
+		argon2.Version, memoryKiB, passes, lanes, mark, enc.EncodeToString(salt), enc.EncodeToString(key))
 }
 
 // ErrBadHash means a stored hash is not in the form Hash writes.
@@ -142,6 +220,7 @@ var ErrBadHash = errors.New("not an argon2id hash written by otpgate")
 
 type parsed struct {
 	salt, key []byte
+	kind      Kind
 }
 
 // parse accepts only the exact parameters Hash writes, so a tampered file
@@ -150,7 +229,15 @@ func parse(h string) (parsed, error) {
 	parts := strings.Split(h, "$")
 	want := fmt.Sprintf("m=%d,t=%d,p=%d", memoryKiB, passes, lanes)
 	if len(parts) != 6 || parts[0] != "" || parts[1] != "argon2id" ||
-		parts[2] != fmt.Sprintf("v=%d", argon2.Version) || parts[3] != want {
+		parts[2] != fmt.Sprintf("v=%d", argon2.Version) {
+		return parsed{}, ErrBadHash
+	}
+	kind := KindCode
+	switch parts[3] {
+	case want:
+	case want + kindParam:
+		kind = KindScratch
+	default:
 		return parsed{}, ErrBadHash
 	}
 	enc := base64.RawStdEncoding
@@ -162,7 +249,7 @@ func parse(h string) (parsed, error) {
 	if err != nil || len(key) != keyLen {
 		return parsed{}, ErrBadHash
 	}
-	return parsed{salt, key}, nil
+	return parsed{salt, key, kind}, nil
 }
 
 // CheckHash reports whether h is a well-formed hash.
@@ -171,11 +258,12 @@ func CheckHash(h string) error {
 	return err
 }
 
-// Find returns the index of the hash in hashes that code (normalized)
-// matches, or -1. The code is hashed once per distinct salt (once for a
-// set made by HashSet) and compared with every stored hash in constant
-// time, so the work depends on the file, never on which code matched or
-// whether one did.
+// Find returns the index of the hash in hashes that code (normalized, of
+// either kind) matches, or -1. Only hashes of the code's kind (KindOf) are
+// candidates. The code is hashed once per distinct salt among them (once
+// for a set made by HashSet) and compared with every candidate in
+// constant time, so the work depends on the file and the kind of input,
+// never on which code matched or whether one did.
 func Find(code string, hashes []string) (int, error) {
 	ps := make([]parsed, len(hashes))
 	for i, h := range hashes {
@@ -187,7 +275,11 @@ func Find(code string, hashes []string) (int, error) {
 	}
 	keys := map[string][]byte{} // salt -> the code's key under it
 	found := -1
+	kind := KindOf(code)
 	for i, p := range ps {
+		if p.kind != kind {
+			continue
+		}
 		key, ok := keys[string(p.salt)]
 		if !ok {
 			key = argon2.IDKey([]byte(code), p.salt, passes, memoryKiB, lanes, keyLen)
@@ -200,8 +292,9 @@ func Find(code string, hashes []string) (int, error) {
 	return found, nil
 }
 
-// Hashes returns how many argon2id hashes Find computes for hashes: the
-// number of distinct salts.
+// Hashes returns how many argon2id hashes Find computes for hashes at
+// most: the number of distinct salts (an input is hashed only under the
+// salts of hashes of its own kind).
 func Hashes(hashes []string) int {
 	salts := map[string]bool{}
 	for _, h := range hashes {

@@ -142,3 +142,62 @@ func BenchmarkFindSet(b *testing.B) {
 		Find("ABCDE12345", hashes)
 	}
 }
+
+// TestScratch: google-authenticator scratch codes, carried over by an
+// import, are hashed marked with their kind, each found once, and never
+// compared with a 10-character code's hash (nor the reverse).
+func TestScratch(t *testing.T) {
+	for in, want := range map[string]string{"12345678": "12345678", " 1234-5678 ": "12345678"} {
+		if got, ok := NormalizeScratch(in); !ok || got != want {
+			t.Errorf("NormalizeScratch(%q) = %q, %v", in, got, ok)
+		}
+	}
+	for _, in := range []string{"", "1234567", "123456789", "1234567a", "ABCDE12345"} {
+		if got, ok := NormalizeScratch(in); ok {
+			t.Errorf("NormalizeScratch(%q) = %q, accepted", in, got)
+		}
+	}
+	scratch := []string{"63567295", "64420013", "80905551"}
+	hashes, err := HashScratchSet(scratch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range hashes {
+		if !strings.Contains(h, "$m=8192,t=2,p=1,kind=scratch$") || CheckHash(h) != nil {
+			t.Errorf("scratch hash %q is not marked or not read", h)
+		}
+	}
+	if _, err := HashScratchSet([]string{"ABCDE12345"}); err == nil {
+		t.Error("HashScratchSet hashed a 10-character code")
+	}
+	codes, _ := New(2)
+	coded, err := HashSet(codes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mixed := append(append([]string{}, coded...), hashes...)
+	if n := Hashes(mixed); n != 2 {
+		t.Errorf("a set of codes and a set of scratch codes: %d salts, want 2", n)
+	}
+	for i, c := range scratch {
+		if got, err := Find(c, mixed); err != nil || got != len(coded)+i {
+			t.Errorf("Find(scratch %d) = %d, %v", i, got, err)
+		}
+	}
+	norm, _ := Normalize(codes[1])
+	if got, err := Find(norm, mixed); err != nil || got != 1 {
+		t.Errorf("Find(code 1) among scratch hashes = %d, %v", got, err)
+	}
+	if got, _ := Find("99999999", mixed); got != -1 {
+		t.Errorf("wrong scratch code found at %d", got)
+	}
+	// The same 8 digits hashed as a plain code (unmarked) are not a
+	// scratch hash: the mark, not the input, says what a hash can match.
+	unmarked := strings.Replace(hashes[0], ",kind=scratch", "", 1)
+	if got, _ := Find(scratch[0], []string{unmarked}); got != -1 {
+		t.Error("a scratch code matched an unmarked hash")
+	}
+	if CheckHash(strings.Replace(hashes[0], "kind=scratch", "kind=other", 1)) == nil {
+		t.Error("an unknown kind was accepted")
+	}
+}

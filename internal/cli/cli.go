@@ -29,6 +29,8 @@ commands:
   unlock        clear a user's failure count and lock
   reset         remove a user's enrollment (lost phone); failures are kept
   list          list enrolled users
+  import-google-authenticator
+                take users over from ~/.google_authenticator files
   doctor        audit sshd, PAM stacks, files and enrollment on this host
   sshcheck      sshd ForceCommand: ask for a code, then run the session
   version       print the version of otpgate
@@ -68,6 +70,8 @@ var commands = map[string]command{
 	"list":         {runList, listHelp},
 	"doctor":       {runDoctor, doctorHelp},
 	"sshcheck":     {runSSHCheck, sshcheckHelp},
+
+	"import-google-authenticator": {runImportGA, importGAHelp},
 }
 
 // Main runs otpgate with args (without the program name) and returns the

@@ -24,6 +24,7 @@ type Entry struct {
 	Name  string
 	UID   string
 	GID   string
+	Home  string
 	Shell string
 }
 
@@ -47,7 +48,7 @@ func each(path string, fn func(Entry) (stop bool)) error {
 		if len(f) < 7 || f[0] == "" || strings.HasPrefix(f[0], "+") || strings.HasPrefix(f[0], "-") || strings.HasPrefix(f[0], "#") {
 			continue
 		}
-		if fn(Entry{Name: f[0], UID: f[2], GID: f[3], Shell: f[6]}) {
+		if fn(Entry{Name: f[0], UID: f[2], GID: f[3], Home: f[5], Shell: f[6]}) {
 			return nil
 		}
 	}

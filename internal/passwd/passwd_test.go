@@ -26,9 +26,9 @@ func write(t *testing.T) string {
 func TestLookupUID(t *testing.T) {
 	p := write(t)
 	for uid, want := range map[int]Entry{
-		0:    {"root", "0", "0", "/bin/bash"},
-		1000: {"alice", "1000", "1000", "/usr/bin/zsh"}, // not the NIS entry nor the short line; the first match
-		1002: {"noshell", "1002", "1002", ""},
+		0:    {"root", "0", "0", "/root", "/bin/bash"},
+		1000: {"alice", "1000", "1000", "/home/alice", "/usr/bin/zsh"}, // not the NIS entry nor the short line; the first match
+		1002: {"noshell", "1002", "1002", "/", ""},
 	} {
 		got, err := LookupUID(p, uid)
 		if err != nil || got != want {

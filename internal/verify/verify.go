@@ -88,14 +88,23 @@ const (
 )
 
 // Classify says what input looks like: a TOTP code of digits digits, a
-// backup code (see backupcode.Normalize), or neither. norm is the form to
-// compare.
+// backup code (see backupcode.Normalize), a google-authenticator scratch
+// code carried over by an import (8 digits, see
+// backupcode.NormalizeScratch), or neither. norm is the form to compare.
+//
+// The TOTP code wins: for a user with 8-digit codes, 8 digits are a TOTP
+// code, never a scratch code. Imports always make 6-digit users
+// (google-authenticator has no other length), so their scratch codes
+// cannot be taken for a code.
 func Classify(input string, digits int) (kind int, norm string) {
 	s := strings.TrimSpace(input)
 	if len(s) == digits && strings.Trim(s, "0123456789") == "" {
 		return kindTOTP, s
 	}
 	if c, ok := backupcode.Normalize(s); ok {
+		return kindBackup, c
+	}
+	if c, ok := backupcode.NormalizeScratch(s); ok && digits != backupcode.ScratchLength {
 		return kindBackup, c
 	}
 	return kindWrong, ""

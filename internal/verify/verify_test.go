@@ -236,13 +236,17 @@ func TestBrokenStateFailsClosed(t *testing.T) {
 
 func TestClassify(t *testing.T) {
 	for in, want := range map[string]int{
-		"123456": kindTOTP, " 123456 ": kindTOTP, "12345678": kindWrong, "12345": kindWrong,
+		"123456": kindTOTP, " 123456 ": kindTOTP, "12345678": kindBackup, "1234 5678": kindBackup, "12345": kindWrong, "123456789": kindWrong,
 		"ABCDE-12345": kindBackup, "abcde12345": kindBackup, "1234567890": kindBackup,
 		"": kindWrong, "12345a": kindWrong, "hunter2": kindWrong,
 	} {
 		if got, _ := Classify(in, 6); got != want {
 			t.Errorf("Classify(%q) = %d, want %d", in, got, want)
 		}
+	}
+	// For a user with 8-digit codes, 8 digits are a code, not a scratch code.
+	if got, norm := Classify("12345678", 8); got != kindTOTP || norm != "12345678" {
+		t.Errorf("Classify(12345678, 8) = %d %q, want a TOTP code", got, norm)
 	}
 }
 
@@ -258,7 +262,12 @@ func FuzzClassify(f *testing.F) {
 				t.Fatalf("TOTP %q from %q", norm, in)
 			}
 		case kindBackup:
-			if n, ok := backupcode.Normalize(norm); !ok || n != norm || len(norm) != backupcode.Length {
+			n, ok := backupcode.Normalize(norm)
+			if !ok {
+				n, ok = backupcode.NormalizeScratch(norm)
+				ok = ok && digits != backupcode.ScratchLength
+			}
+			if !ok || n != norm {
 				t.Fatalf("backup %q from %q", norm, in)
 			}
 		case kindWrong:
