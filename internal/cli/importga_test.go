@@ -375,3 +375,32 @@ func TestImportGAAll(t *testing.T) {
 		f.verify(t, u.name, strings.TrimSpace(gaRun(t, "oathtool", "--totp", "-b", secretOf(t, u.file()))), true)
 	}
 }
+
+// TestImportGAUsedSteps: a step the file's DISALLOW_REUSE lists as used
+// stays used after the import: its code is a replay.
+func TestImportGAUsedSteps(t *testing.T) {
+	gaRequire(t)
+	u := newGAUser(t)
+	u.writeGA(t, u.file(), "-t", "-d", "-w", "3")
+	step := time.Now().Unix() / 30
+	b, err := os.ReadFile(u.file())
+	if err != nil {
+		t.Fatal(err)
+	}
+	content := strings.Replace(string(b), "\" DISALLOW_REUSE\n", fmt.Sprintf("\" DISALLOW_REUSE %d\n", step), 1)
+	if content == string(b) {
+		t.Fatalf("no DISALLOW_REUSE line in:\n%s", b)
+	}
+	if err := os.WriteFile(u.file(), []byte(content), 0o400); err != nil {
+		t.Fatal(err)
+	}
+	f := newGAFixture(t)
+	if rc, _, stderr := f.otpgate("", "import-google-authenticator", "--user", u.name); rc != 0 {
+		t.Fatalf("exit %d: %s", rc, stderr)
+	}
+	used := strings.TrimSpace(gaRun(t, "oathtool", "--totp", "-b", secretOf(t, u.file()), "-N", fmt.Sprintf("@%d", step*30)))
+	rc, _, stderr := f.otpgate(used+"\n", "verify", "--user", u.name)
+	if rc != 1 || !strings.Contains(stderr, "replayed") {
+		t.Errorf("the code of a used step: exit %d: %s", rc, stderr)
+	}
+}
