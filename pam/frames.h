@@ -113,13 +113,10 @@ struct relay_opts {
 	int64_t wait_ms;
 };
 
-/* relay sends the request (len bytes in buf, which holds MAX_PAYLOAD + 1)
- * and relays the helper's prompts and messages through the conversation
- * until its verdict. 0 with *verdict set when a verdict came and the
- * helper then closed the socket; -1 when the helper was silent too long,
- * hung up, or broke the protocol (the caller denies). */
-static int relay(pam_handle_t *pamh, int fd, const struct relay_opts *o, unsigned char *buf,
-		 size_t len, int *verdict)
+/* relay_frames is relay; under PAM_SILENT it keeps the last error line in
+ * *held (malloc'd; the caller frees it) instead of showing it. */
+static int relay_frames(pam_handle_t *pamh, int fd, const struct relay_opts *o, unsigned char *buf,
+			size_t len, int *verdict, char **held)
 {
 	int type;
 	if (send_frame(fd, T_REQUEST, buf, len, now_ms() + o->wait_ms) != 0)
@@ -150,8 +147,12 @@ static int relay(pam_handle_t *pamh, int fd, const struct relay_opts *o, unsigne
 		case T_INFO:
 		case T_ERROR:
 			/* A lost message is not worth failing a login over. */
-			if (!(o->flags & PAM_SILENT))
+			if (!(o->flags & PAM_SILENT)) {
 				pam_prompt(pamh, type == T_INFO ? PAM_TEXT_INFO : PAM_ERROR_MSG, NULL, "%s", (char *)buf);
+			} else if (type == T_ERROR) {
+				free(*held);
+				*held = strdup((char *)buf);
+			}
 			break;
 		case T_AUTHTOK:
 			r = pam_set_item(pamh, PAM_AUTHTOK, buf);
@@ -169,6 +170,28 @@ static int relay(pam_handle_t *pamh, int fd, const struct relay_opts *o, unsigne
 			return -1;
 		}
 	}
+}
+
+/* relay sends the request (len bytes in buf, which holds MAX_PAYLOAD + 1)
+ * and relays the helper's prompts and messages through the conversation
+ * until its verdict. 0 with *verdict set when a verdict came and the
+ * helper then closed the socket; -1 when the helper was silent too long,
+ * hung up, or broke the protocol (the caller denies).
+ *
+ * PAM_SILENT keeps info and error lines back, with one exception: the
+ * error line that comes with PAM_MAXTRIES (the account is locked, and
+ * until when) is shown anyway. It is the one line without which the
+ * person cannot know that retrying is useless; sudo passes PAM_SILENT on
+ * every pam_authenticate and asks again after PAM_MAXTRIES. */
+static int relay(pam_handle_t *pamh, int fd, const struct relay_opts *o, unsigned char *buf,
+		 size_t len, int *verdict)
+{
+	char *held = NULL;
+	int r = relay_frames(pamh, fd, o, buf, len, verdict, &held);
+	if (r == 0 && *verdict == PAM_MAXTRIES && held != NULL)
+		pam_prompt(pamh, PAM_ERROR_MSG, NULL, "%s", held);
+	free(held);
+	return r;
 }
 
 #endif
