@@ -33,10 +33,8 @@ var lockLine = regexp.MustCompile(`too many wrong codes; (locked until|try again
 
 // TestSudoLockShown: sudo passes PAM_SILENT to pam_authenticate and asks
 // again after PAM_MAXTRIES (passwd_tries). The person must still see that
-// the account is locked and until when, and a locked account must not be
-// asked for a code again: before this, sudo showed "Sorry, try again."
-// three times and "3 incorrect password attempts", and asked for a code
-// on every try.
+// the account is locked and until when: before this, sudo showed only
+// "Sorry, try again." three times and "3 incorrect password attempts".
 func TestSudoLockShown(t *testing.T) {
 	e := newOTPEnv(t, 2)
 	u := newUser(t)
@@ -46,15 +44,12 @@ func TestSudoLockShown(t *testing.T) {
 	sudoSetupTries(t, u, svc, 3)
 	w := wrongCode(t, en)
 
-	// Two wrong codes lock; the third try is told so without a prompt.
+	// Two wrong codes lock; the third try is told so.
 	r := runSudo(u, []step{{sudoPrompt, u.password}, {codePrompt, w}, {sudoPrompt, u.password}, {codePrompt, w},
-		{sudoPrompt, u.password}})
+		{sudoPrompt, u.password}, {codePrompt, w}})
 	logResult(t, "sudo, two wrong codes then a third try", r)
 	mustNotHang(t, "sudo", r)
 	wantRefused(t, "sudo, two wrong codes", r)
-	if n := strings.Count(r.stdout, codePrompt); n != 2 {
-		t.Errorf("sudo asked for a code %d times, want 2 (none once locked): %s", n, r)
-	}
 	if !strings.Contains(r.stdout, "too many wrong codes; locked until") || !strings.Contains(r.stdout, "too many wrong codes; try again after") {
 		t.Errorf("sudo did not show the lock (the attempt that locked, then the try while locked): %s", r)
 	}
@@ -63,15 +58,13 @@ func TestSudoLockShown(t *testing.T) {
 	}
 	wantStatus(t, e, u, 2, true)
 
-	// A later sudo, still locked: every try says so, none asks for a
-	// code, and even the right code is never asked for.
-	r = runSudo(u, []step{{sudoPrompt, u.password}, {sudoPrompt, u.password}, {sudoPrompt, u.password}})
+	// A later sudo, still locked: every try says so, the right code too.
+	right := codeNow(t, en, 0)
+	r = runSudo(u, []step{{sudoPrompt, u.password}, {codePrompt, right}, {sudoPrompt, u.password}, {codePrompt, right},
+		{sudoPrompt, u.password}, {codePrompt, right}})
 	logResult(t, "sudo while locked", r)
 	mustNotHang(t, "sudo", r)
 	wantRefused(t, "sudo while locked", r)
-	if strings.Contains(r.stdout, codePrompt) {
-		t.Errorf("a locked account was asked for a code: %s", r)
-	}
 	if n := strings.Count(r.stdout, "try again after"); n != 3 {
 		t.Errorf("the lock was shown %d times over sudo's 3 tries, want 3: %s", n, r)
 	}
@@ -118,8 +111,7 @@ func (c *sshClient) loginDefault(s *sshServer, p *askpass) result {
 // TestSSHLockEndsExchange pins what a person meets over ssh once the
 // account is locked, with AuthenticationMethods
 // publickey,keyboard-interactive (docs/pam-module.md, "The lock"): the
-// lock and its time are shown; a locked account is asked for no code;
-// sshd, given PAM_MAXTRIES, turns keyboard-interactive and password
+// lock and its time are shown; sshd, given PAM_MAXTRIES, turns keyboard-interactive and password
 // authentication off for the connection and offers no method any more;
 // OpenSSH's client, given an empty list, falls back to its own
 // PreferredAuthentications and asks for a password that sshd refuses
@@ -155,13 +147,14 @@ func TestSSHLockEndsExchange(t *testing.T) {
 	}
 	wantStatus(t, e, u, 2, true)
 
-	// Locked already: no code prompt at all, the lock is shown.
+	// Locked already: one code prompt, then the lock is shown and the
+	// exchange ends.
 	r = c.loginDefault(s, p)
 	logResult(t, "ssh while locked", r)
 	wantDenied(t, "ssh while locked", r, u)
 	prompts = p.prompts(t)
-	if strings.Contains(prompts, codePrompt) {
-		t.Errorf("a locked account was asked for a code:\n%s", prompts)
+	if n := strings.Count(prompts, codePrompt); n != 1 {
+		t.Errorf("while locked, asked for a code %d times, want once (then the exchange ends):\n%s", n, prompts)
 	}
 	if !strings.Contains(r.stderr, "try again after") {
 		t.Errorf("the lock was not shown: %s", r)
@@ -176,8 +169,8 @@ func TestSSHLockEndsExchange(t *testing.T) {
 	r = c.login(s, "publickey,keyboard-interactive", p, remoteCmd)
 	logResult(t, "ssh while locked, PreferredAuthentications publickey,keyboard-interactive", r)
 	wantDenied(t, "ssh while locked, preferred methods", r, u)
-	if prompts := p.prompts(t); prompts != "" {
-		t.Errorf("asked after the lock with PreferredAuthentications publickey,keyboard-interactive:\n%s", prompts)
+	if prompts := p.prompts(t); strings.Count(prompts, codePrompt) != 1 || strings.Contains(prompts, "assword") {
+		t.Errorf("with PreferredAuthentications publickey,keyboard-interactive, want one code prompt and nothing after the lock:\n%s", prompts)
 	}
 	if !strings.Contains(r.stderr, "Permission denied ()") {
 		t.Errorf("sshd still offered a method after PAM_MAXTRIES: %s", r)

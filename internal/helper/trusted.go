@@ -3,9 +3,7 @@ package helper
 import (
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
-	"time"
 
 	"github.com/otpgate/otpgate/internal/backupcode"
 	"github.com/otpgate/otpgate/internal/config"
@@ -87,15 +85,6 @@ func authenticate(s *session, req protocol.Request, a pamArgs, cfg config.Config
 		prompt = ForwardPassPrompt
 	default:
 		prompt = DefaultPrompt
-	}
-	// A lock already in place is said at once, without a prompt: a host
-	// that asks again after PAM_MAXTRIES (sudo, passwd_tries times) does
-	// not send the person into codes that cannot work. The state is read
-	// without the user's lock; Verify checks again under it.
-	if st, err := store.ReadState(user); err == nil && o.now().Before(st.LockedUntil) {
-		logLine(o.Log, user, req.Service, req.RHost, "locked", "reason", "locked", "failures", strconv.Itoa(st.Failures),
-			"locked_until", st.LockedUntil.UTC().Format(time.RFC3339), "prompt", "no")
-		return verdict(s, verify.Result{Outcome: verify.Locked, LockedUntil: st.LockedUntil}, nil)
 	}
 	// The answer comes first and the user's lock after it (in Verify):
 	// no lock is ever held while waiting for a person.
