@@ -364,7 +364,7 @@ out:
  * PAM_SUCCESS. Answering PAM_IGNORE would fail pam_setcred in a stack where
  * otpgate is the only auth module (Linux-PAM denies a stack in which every
  * module ignored), and sshd treats that failure after a successful login
- * as fatal. docs/pam-module.md explains this departure from DESIGN.md. */
+ * as fatal. docs/pam-module.md explains why. */
 PAM_EXTERN int pam_sm_setcred(pam_handle_t *pamh, int flags, int argc, const char **argv)
 {
 	(void)pamh, (void)flags, (void)argc, (void)argv;

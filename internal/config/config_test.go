@@ -134,7 +134,7 @@ first_login = true
 	}
 }
 
-// The example in DESIGN.md section 4 is the defaults, with an issuer.
+// The example in docs/design.md ("Configuration") is the defaults, with an issuer.
 func TestDesignExample(t *testing.T) {
 	const example = `issuer = "web-01"          # label in the app; default: the host name
 algorithm = "SHA1"         # SHA1 | SHA256 | SHA512
