@@ -279,7 +279,7 @@ func (k *killRun) input(kind attemptKind) (string, bool) {
 			}
 		}
 	case kMalformed:
-		return []string{"12345", "1234567", "12345-678", "code?", "12 34 56"}[k.rng.IntN(5)], true
+		return []string{"12345", "1234567", "1234-567", "code?", "12 34 56"}[k.rng.IntN(5)], true
 	case kBackup:
 		if len(k.unused) == 0 {
 			k.newBackupCodes()

@@ -365,10 +365,11 @@ func TestSSHCheck(t *testing.T) {
 		wantSSHCheckDenied(t, "wrong OTPGATE_CODE", c.sshRun(s, wrongCode(t, en), "touch ~/cmd-marker"), "wrong or already used code")
 		wantAbsent(t, markerFile)
 
-		r = c.sshRun(s, codeNow(t, en, 0), `echo "ok:$(id -un):${OTPGATE_CODE-unset}"`)
+		right := codeNow(t, en, 0) // once: a step could end between two calls
+		r = c.sshRun(s, right, `echo "ok:$(id -un):${OTPGATE_CODE-unset}"`)
 		wantRan(t, "right OTPGATE_CODE", r, 0, "ok:"+u.name+":unset\n")
 
-		wantSSHCheckDenied(t, "the same code again", c.sshRun(s, codeNow(t, en, 0), "touch ~/cmd-marker"), "wrong or already used code")
+		wantSSHCheckDenied(t, "the same code again", c.sshRun(s, right, "touch ~/cmd-marker"), "wrong or already used code")
 		wantAbsent(t, markerFile)
 
 		// The exit status passes through.
@@ -468,12 +469,14 @@ func TestSSHCheck(t *testing.T) {
 		writeFile(t, local, string(payload), 0o644)
 		back := filepath.Join(c.home, "back.bin")
 		batch := fmt.Sprintf("put %s sftp-up.bin\nget sftp-up.bin %s\n", local, back)
-		r := c.tool(s, codeNow(t, en, 0), strings.NewReader(batch), "sftp", "-b", "-", "127.0.0.1")
+		// One code for both: computed twice, a step could end between.
+		used := codeNow(t, en, 0)
+		r := c.tool(s, used, strings.NewReader(batch), "sftp", "-b", "-", "127.0.0.1")
 		wantRan(t, "sftp put and get", r, 0, "-")
 		wantFile(t, filepath.Join(u.home, "sftp-up.bin"), u)
 		wantFile(t, back, nil)
 
-		r = c.tool(s, codeNow(t, en, 0), strings.NewReader("put "+local+" again.bin\n"), "sftp", "-b", "-", "127.0.0.1")
+		r = c.tool(s, used, strings.NewReader("put "+local+" again.bin\n"), "sftp", "-b", "-", "127.0.0.1")
 		logResult(t, "sftp with a used code", r)
 		mustNotHang(t, "sftp with a used code", r)
 		if r.exit == 0 {

@@ -148,14 +148,17 @@ func (x *selfOp) status() string {
 // checks it exactly as a login does: it counts against the lockout and
 // each code works once.
 func (x *selfOp) verify(prompt string) string {
-	v, _ := x.verifyFor(prompt)
+	// A login (sshcheck asks this): told no more than a PAM login is.
+	v, _ := x.verifyFor(prompt, false)
 	return v
 }
 
 // verifyFor is verify that also returns the fingerprint of the enrollment
 // the code was accepted for ("" when it was not), so that a change made
 // after more questions is made only to that enrollment.
-func (x *selfOp) verifyFor(prompt string) (string, string) {
+// With explain, a refused code is also told why (see why): for a change
+// to the enrollment, asked by a user who is logged in already.
+func (x *selfOp) verifyFor(prompt string, explain bool) (string, string) {
 	answer, err := x.s.ask(prompt, false)
 	defer clear(answer)
 	if err != nil {
@@ -164,7 +167,9 @@ func (x *selfOp) verifyFor(prompt string) (string, string) {
 	}
 	v := verify.Verifier{Store: x.store, Config: x.cfg, Log: x.o.Log, Now: x.o.Now}
 	r := v.Verify(verify.Request{User: x.user, Code: string(answer), Service: x.service})
-	x.why(r)
+	if explain {
+		x.why(r)
+	}
 	return verdict(x.s, r, func() string {
 		// Said to a session that was just refused (sshcheck), too: it
 		// names both ways to get a code set up.
@@ -207,7 +212,7 @@ func (x *selfOp) enroll(noConfirm bool) string {
 	var fingerprint string
 	if enrolled {
 		x.s.info("%s is enrolled already: a code of the current secret is needed to replace it", x.user)
-		v, fp := x.verifyFor("Current verification code: ")
+		v, fp := x.verifyFor("Current verification code: ", true)
 		if v != protocol.ResultSuccess {
 			// The reason came first (why, verdict); this is the outcome.
 			x.s.fail("the secret was not replaced")
@@ -278,7 +283,7 @@ func (x *selfOp) backupCodes() string {
 	} else if err != nil {
 		return x.storeError(err)
 	}
-	v, fp := x.verifyFor("Verification code: ")
+	v, fp := x.verifyFor("Verification code: ", true)
 	if v != protocol.ResultSuccess {
 		return v
 	}
