@@ -161,34 +161,28 @@ func Hash(code string) (string, error) {
 // HashSet returns the argon2id hashes of codes (each normalized or in its
 // printed form XXXXX-XXXXX) under one fresh salt shared by the set.
 func HashSet(codes []string) ([]string, error) {
-	salt, err := newSalt()
-	if err != nil {
-		return nil, err
-	}
-	hashes := make([]string, len(codes))
-	for i, c := range codes {
-		norm, ok := Normalize(c)
-		if !ok {
-			return nil, fmt.Errorf("backup codes: %d is not a backup code", i+1)
-		}
-		hashes[i] = hashWith(norm, salt)
-	}
-	return hashes, nil
+	return hashSet(codes, Normalize, "a backup code")
 }
 
 // HashScratchSet returns the argon2id hashes of google-authenticator
 // scratch codes (see NormalizeScratch) under one fresh salt, marked
 // KindScratch.
 func HashScratchSet(codes []string) ([]string, error) {
+	return hashSet(codes, NormalizeScratch, "an 8-digit scratch code")
+}
+
+// hashSet hashes codes, each normalized by normalize (what names the
+// kind in an error), under one fresh salt.
+func hashSet(codes []string, normalize func(string) (string, bool), what string) ([]string, error) {
 	salt, err := newSalt()
 	if err != nil {
 		return nil, err
 	}
 	hashes := make([]string, len(codes))
 	for i, c := range codes {
-		norm, ok := NormalizeScratch(c)
+		norm, ok := normalize(c)
 		if !ok {
-			return nil, fmt.Errorf("backup codes: %d is not an 8-digit scratch code", i+1)
+			return nil, fmt.Errorf("backup codes: %d is not %s", i+1, what)
 		}
 		hashes[i] = hashWith(norm, salt)
 	}
