@@ -1,0 +1,124 @@
+package report
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/otpgate/otpgate/internal/account"
+)
+
+func TestDaysLeft(t *testing.T) {
+	deadline := time.Date(2027, 1, 31, 0, 0, 0, 0, time.UTC)
+	for _, c := range []struct {
+		now  time.Time
+		want int
+	}{
+		{deadline.Add(-72 * time.Hour), 3},
+		{deadline.Add(-49 * time.Hour), 3}, // a part day counts as one
+		{deadline.Add(-time.Second), 1},
+		{deadline, 0},
+		{deadline.Add(time.Second), -1},
+		{deadline.Add(48 * time.Hour), -2},
+	} {
+		if got := DaysLeft(deadline, c.now); got != c.want {
+			t.Errorf("DaysLeft(%v before) = %d, want %d", deadline.Sub(c.now), got, c.want)
+		}
+	}
+}
+
+func TestCandidate(t *testing.T) {
+	in := Inputs{UIDMin: 1000, UIDMax: 60000}
+	for _, c := range []struct {
+		a    Account
+		want bool
+	}{
+		{Account{"root", 0, "/bin/bash"}, true},
+		{Account{"alice", 1000, "/bin/bash"}, true},
+		{Account{"bob", 60000, "/usr/bin/zsh"}, true},
+		{Account{"nobody", 65534, "/bin/sh"}, false}, // over UID_MAX
+		{Account{"daemon", 1, "/bin/sh"}, false},     // a system uid
+		{Account{"svc", 1001, "/usr/sbin/nologin"}, false},
+		{Account{"ftp", 1002, "/bin/false"}, false},
+		{Account{"root2", 0, "/usr/sbin/nologin"}, false},
+		{Account{"empty", 1003, ""}, false},
+	} {
+		if got := in.Candidate(c.a); got != c.want {
+			t.Errorf("Candidate(%+v) = %v, want %v", c.a, got, c.want)
+		}
+	}
+}
+
+func TestBuild(t *testing.T) {
+	now := time.Date(2027, 1, 20, 12, 0, 0, 0, time.UTC)
+	deadline := time.Date(2027, 1, 31, 0, 0, 0, 0, time.UTC)
+	status := map[string]account.Status{
+		"alice": {User: "alice", Enrolled: true, BackupLeft: 7, Failures: 2},
+		"bob":   {User: "bob"},
+		"svc":   {User: "svc", Enrolled: true, BackupLeft: 10}, // exempt, but enrolled: listed
+		"carol": {User: "carol"},
+		"dave":  {User: "dave"},
+	}
+	exempt := map[string]bool{"svc": true, "carol": true}
+	in := Inputs{
+		Accounts: []Account{
+			{"root", 0, "/bin/bash"}, {"daemon", 1, "/usr/sbin/nologin"},
+			{"alice", 1000, "/bin/bash"}, {"bob", 1001, "/bin/bash"},
+			{"carol", 1002, "/bin/bash"}, {"dave", 1003, "/bin/bash"},
+			{"svc", 999, "/usr/sbin/nologin"},
+		},
+		Enrolled: []string{"alice", "svc"},
+		UIDMin:   1000, UIDMax: 60000,
+		Status: func(u string) (account.Status, error) {
+			if u == "root" {
+				return account.Status{}, errors.New("state file damaged")
+			}
+			return status[u], nil
+		},
+		Required: func(u string) (bool, string, error) {
+			if u == "dave" {
+				return false, "", errors.New("group ldap-admins: not found")
+			}
+			if exempt[u] {
+				return false, "exempt-user:" + u, nil
+			}
+			return true, "everyone", nil
+		},
+		Deadline: deadline,
+		Now:      now,
+	}
+	rows, err := Build(in)
+	if err == nil {
+		t.Error("Build returned no error for a damaged state file and a policy error")
+	}
+	got := map[string]Row{}
+	var order []string
+	for _, r := range rows {
+		got[r.User] = r
+		order = append(order, r.User)
+	}
+	if want := []string{"alice", "bob", "dave", "root", "svc"}; len(order) != len(want) {
+		t.Fatalf("rows %v, want %v (carol is exempt and not enrolled: not listed; daemon is no login account)", order, want)
+	} else {
+		for i := range want {
+			if order[i] != want[i] {
+				t.Fatalf("rows %v, want %v", order, want)
+			}
+		}
+	}
+	if r := got["alice"]; !r.Required || !r.Enrolled || r.BackupLeft != 7 || r.Failures != 2 || r.DaysLeft != nil {
+		t.Errorf("alice: %+v", r)
+	}
+	if r := got["bob"]; !r.Required || r.Enrolled || r.DaysLeft == nil || *r.DaysLeft != 11 {
+		t.Errorf("bob (required, not enrolled, 10.5 days before the deadline): %+v", r)
+	}
+	if r := got["svc"]; r.Required || r.Why != "exempt-user:svc" || !r.Enrolled {
+		t.Errorf("svc: %+v", r)
+	}
+	if r := got["dave"]; !r.Required || r.Why != "policy-error" || r.Error == "" {
+		t.Errorf("dave (policy error: shown as required): %+v", r)
+	}
+	if r := got["root"]; r.Error != "state file damaged" || r.DaysLeft != nil {
+		t.Errorf("root: %+v", r)
+	}
+}
