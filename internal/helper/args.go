@@ -13,7 +13,7 @@ type pamArgs struct {
 	nullok      bool
 	debug       bool
 	forwardPass bool
-	firstLogin  bool // first_login: this stack checks a first factor before otpgate
+	firstLogin  bool   // first_login: this stack checks a first factor before otpgate
 	config      string // "" means config.DefaultPath
 	prompt      string // "" means the default prompt
 	timeout     time.Duration

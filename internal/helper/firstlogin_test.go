@@ -44,15 +44,15 @@ func secretOf(t *testing.T, prompt string) (string, []byte) {
 type person struct {
 	f        *fixture
 	t        *testing.T
-	wrong    int          // wrong codes to give first
-	failAt   int          // the conversation fails at this prompt (1-based); 0 never
-	before   func()       // runs before the first answer
-	secret   []byte       // from the URI shown
-	uri      string       // the URI shown
-	prompts  []string     // every prompt, in order
-	echo     []bool       // echo of each prompt
-	messages []string     // info and error lines
-	mu       sync.Mutex   // for messages
+	wrong    int        // wrong codes to give first
+	failAt   int        // the conversation fails at this prompt (1-based); 0 never
+	before   func()     // runs before the first answer
+	secret   []byte     // from the URI shown
+	uri      string     // the URI shown
+	prompts  []string   // every prompt, in order
+	echo     []bool     // echo of each prompt
+	messages []string   // info and error lines
+	mu       sync.Mutex // for messages
 }
 
 func (p *person) Prompt(text string, echo bool) (string, error) {
