@@ -166,8 +166,21 @@ func firstLoginSSHD(t testing.TB, e *otpEnv, users []*testUser, args ...string) 
 func TestFirstLoginSSH(t *testing.T) {
 	requireTools(t, "sshd", "ssh", "ssh-keygen")
 	e := newFirstLoginEnv(t)
-	u := newUser(t)
-	s := firstLoginSSHD(t, e, []*testUser{u}, "first_login")
+	u, nokey := newUser(t), newUser(t)
+	s := firstLoginSSHD(t, e, []*testUser{u, nokey}, "first_login")
+
+	// Without the key sshd never reaches PAM: nothing is offered.
+	home := t.TempDir()
+	stranger := &sshClient{home: home, key: filepath.Join(home, "no-such-key"), user: nokey}
+	sp := enrollAskpass(t, t.TempDir(), 1)
+	wantDenied(t, "keyboard-interactive without the key", stranger.login(s, "keyboard-interactive", sp, remoteCmd), nokey)
+	if prompts := sp.prompts(t); prompts != "" {
+		t.Fatalf("a client without the key was asked:\n%s", prompts)
+	}
+	if st := e.status(t, nokey); st.Enrolled {
+		t.Fatal("a secret was stored for a client without the key")
+	}
+
 	c := newSSHClient(t, u)
 	args := []string{
 		"-F", "/dev/null",
