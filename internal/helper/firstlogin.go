@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/otpgate/otpgate/internal/account"
 	"github.com/otpgate/otpgate/internal/config"
@@ -61,7 +63,20 @@ func firstLogin(s *session, cfg config.Config, o Options, user, service, rhost s
 		s.fail("%s", setupErrMsg)
 		return protocol.ResultAuthErr, true
 	}
-	mgr := &account.Manager{Store: keystore.New(cfg.Store), Config: cfg, Now: o.Now}
+	store := keystore.New(cfg.Store)
+	// An account locked by wrong codes (of a secret an administrator has
+	// since reset) stays locked: no new secret until the lock ends.
+	st, err := store.ReadState(user)
+	if err != nil {
+		return storeErr(err)
+	}
+	if o.now().Before(st.LockedUntil) {
+		logLine(o.Log, user, service, rhost, "locked", "reason", "locked", "failures", strconv.Itoa(st.Failures),
+			"locked_until", st.LockedUntil.UTC().Format(time.RFC3339), "action", "enroll", "by", "first-login")
+		s.fail("too many wrong codes; try again after %s", st.LockedUntil.Local().Format(LockTimeFormat))
+		return protocol.ResultMaxTries, true
+	}
+	mgr := &account.Manager{Store: store, Config: cfg, Now: o.Now}
 	en, err := mgr.NewEnrollment(user)
 	if err != nil {
 		return storeErr(err)

@@ -376,3 +376,29 @@ func TestEnrollScreenFits(t *testing.T) {
 		}
 	}
 }
+
+// TestFirstLoginLocked: an account still locked (its secret reset by an
+// administrator after wrong codes) is not offered a new secret until the
+// lock ends.
+func TestFirstLoginLocked(t *testing.T) {
+	f := newFixture(t, firstLoginOn+"[lockout]\nmax_failures = 2\n")
+	f.enroll(t, "bob")
+	for i := 0; i < 2; i++ {
+		f.pam(t, "bob", &script{answers: []string{"000000"}})
+	}
+	if err := f.mgr().Reset("bob"); err != nil {
+		t.Fatal(err)
+	}
+	p := &person{f: f, t: t}
+	if v := f.pam(t, "bob", p, "first_login"); v != protocol.ResultMaxTries || len(p.prompts) != 0 || !p.said("too many wrong codes; try again after") {
+		t.Fatalf("locked: %s %q %q", v, p.prompts, p.messages)
+	}
+	if ok, _ := f.store.Enrolled("bob"); ok {
+		t.Fatal("a locked account was enrolled")
+	}
+	f.now = f.now.Add(time.Hour)
+	p = &person{f: f, t: t}
+	if v := f.pam(t, "bob", p, "first_login"); v != protocol.ResultSuccess {
+		t.Fatalf("after the lock: %s %q", v, p.messages)
+	}
+}
