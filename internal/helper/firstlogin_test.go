@@ -182,6 +182,7 @@ func TestFirstLoginNotOffered(t *testing.T) {
 		{"no argument", firstLoginOn, nil},
 		{"config key off", "", []string{"first_login"}},
 		{"config key false", "[enroll]\nfirst_login = false\n", []string{"first_login"}},
+		{"with forward_pass: the password comes after", firstLoginOn, []string{"first_login", "forward_pass"}},
 	} {
 		f := newFixture(t, c.cfg)
 		ui := &script{answers: []string{"123456"}}
