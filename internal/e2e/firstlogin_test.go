@@ -293,6 +293,31 @@ func TestFirstLoginNotOffered(t *testing.T) {
 	}
 }
 
+// TestFirstLoginSSHAbandoned: three codes that do not match the secret
+// shown store nothing; the login is denied and says why.
+func TestFirstLoginSSHAbandoned(t *testing.T) {
+	requireTools(t, "sshd", "ssh", "ssh-keygen")
+	e := newFirstLoginEnv(t)
+	u := newUser(t)
+	s := firstLoginSSHD(t, e, []*testUser{u}, "first_login")
+	c := newSSHClient(t, u)
+	p := newAskpass(t, answers{})
+	// An askpass that answers every prompt with six zeros.
+	writeFile(t, p.script, "#!/bin/sh\nprintf '%s\\n' \"$1\" >>'"+p.dir+"/prompts.log'\necho 000000\n", 0o700)
+	r := c.loginInfo(s, p)
+	wantDenied(t, "three wrong codes", r, u)
+	prompts := p.prompts(t)
+	if n := strings.Count(prompts, enrollCodePrompt); n != 3 || strings.Count(prompts, "otpauth://") != 1 {
+		t.Errorf("want the screen once and three code prompts:\n%s", prompts)
+	}
+	if !strings.Contains(r.stderr, "no matching code after 3 tries") {
+		t.Errorf("not told why: %s", r)
+	}
+	if st := e.status(t, u); st.Enrolled || st.Failures != 0 {
+		t.Fatalf("after an abandoned first login: %+v", st)
+	}
+}
+
 // dynStep is a chat step whose answer is computed from what was shown.
 type dynStep struct {
 	expect string
