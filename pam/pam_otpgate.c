@@ -65,7 +65,7 @@ static int seconds(const char *s)
 }
 
 /* parse_args checks every argument; the helper reads its own ones again
- * (config=, prompt=, forward_pass) from the request. A typo in pam.d is a
+ * (config=, prompt=, forward_pass, first_login) from the request. A typo in pam.d is a
  * broken setup, not a reason to skip a factor: PAM_SERVICE_ERR. */
 static int parse_args(pam_handle_t *pamh, int argc, const char **argv, struct options *o)
 {
@@ -88,7 +88,8 @@ static int parse_args(pam_handle_t *pamh, int argc, const char **argv, struct op
 			o->mode = MODE_EXEC;
 		else if (strncmp(a, "timeout=", 8) == 0 && (o->timeout = seconds(a + 8)) > 0)
 			continue;
-		else if (strcmp(a, "forward_pass") && strncmp(a, "prompt=", 7) && strncmp(a, "config=/", 8)) {
+		else if (strcmp(a, "forward_pass") && strcmp(a, "first_login") && strncmp(a, "prompt=", 7) &&
+			 strncmp(a, "config=/", 8)) {
 			/* pam.d is written by root: the argument is safe to log. */
 			pam_syslog(pamh, LOG_ERR, "bad or unknown argument \"%s\"; denying", a);
 			return PAM_SERVICE_ERR;

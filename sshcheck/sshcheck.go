@@ -197,6 +197,7 @@ func (c *check) run() error {
 		}()
 		prompt := fmt.Sprintf("Verification code for %s@%s: ", nameOr(acct.Name, "you"), hostname())
 		u.answer = func() (string, error) { return term.ask(prompt, o.Timeout) }
+		u.show = func(text string) (string, error) { return term.ask(text, o.Timeout) }
 	case haveCode:
 		u.answer = func() (string, error) { return code, nil }
 	default:
@@ -205,12 +206,19 @@ func (c *check) run() error {
 	}
 
 	req := protocol.Request{Op: protocol.OpVerify, User: acct.Name, Service: Service}
+	// sshcheck runs after the key: with a terminal to show the QR code on,
+	// a user with no secret may be offered one ([enroll] first_login).
+	var firstLogin []string
+	if term != nil {
+		firstLogin = []string{helper.ArgFirstLogin}
+		req.Args = firstLogin
+	}
 	if uid == 0 {
 		// Trusted mode: the request is the PAM module's.
 		secs := min(int(math.Ceil((o.Timeout + 5*time.Second).Seconds())), int(helper.MaxTimeout/time.Second))
 		req = protocol.Request{Op: protocol.OpAuthenticate, User: acct.Name, Service: Service,
 			RHost: rhost(env), TTY: Getenv(env, "SSH_TTY"),
-			Args: []string{"timeout=" + strconv.Itoa(secs)}}
+			Args: append([]string{"timeout=" + strconv.Itoa(secs)}, firstLogin...)}
 		if o.Config != "" {
 			req.Args = append(req.Args, "config="+o.Config)
 		}
@@ -221,6 +229,13 @@ func (c *check) run() error {
 		err     error
 	}
 	done := make(chan outcome, 1)
+	prompted := make(chan struct{}, 1)
+	u.prompted = func() {
+		select {
+		case prompted <- struct{}{}:
+		default:
+		}
+	}
 	c.helperRan = true
 	go func() {
 		v, err := helper.Reach(o.Socket, o.Helper, req, u)
@@ -242,15 +257,23 @@ func (c *check) run() error {
 		}
 		return why
 	}
+	// The watchdog bounds each question: it starts again with every
+	// prompt (first-login enrollment asks several).
 	watchdog := time.NewTimer(o.Timeout + watchdogSlack)
 	defer watchdog.Stop()
 	var out outcome
-	select {
-	case out = <-done:
-	case s := <-sigs:
-		return abort(deny("interrupted by %s", signalName(s)))
-	case <-watchdog.C:
-		return abort(deny("the check took longer than %v", o.Timeout+watchdogSlack))
+wait:
+	for {
+		select {
+		case out = <-done:
+			break wait
+		case <-prompted:
+			watchdog.Reset(o.Timeout + watchdogSlack)
+		case s := <-sigs:
+			return abort(deny("interrupted by %s", signalName(s)))
+		case <-watchdog.C:
+			return abort(deny("the check took longer than %v", o.Timeout+watchdogSlack))
+		}
 	}
 	select {
 	case s := <-sigs:

@@ -10,31 +10,62 @@ import (
 	"github.com/otpgate/otpgate/internal/helper"
 )
 
-// ui is the helper's conversation for one session: one prompt, answered
-// from the terminal or from OTPGATE_CODE; messages to standard error.
+// ui is the helper's conversation for one session: one prompt for the
+// code, answered from the terminal or from OTPGATE_CODE, and, with a
+// terminal, the prompts of first-login enrollment; messages to standard
+// error.
 type ui struct {
-	answer func() (string, error) // the one answer
-	stderr io.Writer
+	answer func() (string, error) // the answer to the code prompt
+	// show asks any other prompt of the helper, shown as the helper wrote
+	// it (first-login enrollment: the QR code, the backup codes); nil
+	// without a terminal.
+	show     func(text string) (string, error)
+	prompted func() // called as each prompt starts (the watchdog); may be nil
+	stderr   io.Writer
 
 	mu     sync.Mutex
-	asked  bool
-	cause  error    // why the prompt got no answer
+	asked  int      // prompts so far
+	cause  error    // why a prompt got no answer
 	errors []string // the helper's error lines
 }
 
-// errSecondPrompt: sshcheck answers one prompt per session.
+// codePrompts holds the helper's prompt for a code of the stored secret
+// (self mode's verify and trusted mode's default are the same text):
+// sshcheck asks it with its own text, which names the user and the host.
+var codePrompts = map[string]bool{helper.DefaultPrompt: true}
+
+// maxPrompts bounds the questions of one session: first-login enrollment
+// asks for a code of the new secret up to three times, then shows the
+// backup codes.
+const maxPrompts = 4
+
+// errSecondPrompt: without a terminal, sshcheck answers one prompt per
+// session; with one, at most maxPrompts.
 var errSecondPrompt = errors.New("otpgate-helper asked a second question")
 
-func (u *ui) Prompt(string, bool) (string, error) {
+func (u *ui) Prompt(text string, _ bool) (string, error) {
 	u.mu.Lock()
-	if u.asked {
+	u.asked++
+	n := u.asked
+	show := u.show
+	if u.cause == nil && (n > maxPrompts || (!codePrompts[text] && show == nil) || (codePrompts[text] && n > 1)) {
 		u.cause = errSecondPrompt
-		u.mu.Unlock()
-		return "", errSecondPrompt
 	}
-	u.asked = true
+	cause := u.cause
 	u.mu.Unlock()
-	a, err := u.answer()
+	if cause != nil {
+		return "", cause
+	}
+	if u.prompted != nil {
+		u.prompted()
+	}
+	var a string
+	var err error
+	if codePrompts[text] {
+		a, err = u.answer()
+	} else {
+		a, err = show(text)
+	}
 	if err != nil {
 		u.mu.Lock()
 		u.cause = err

@@ -167,6 +167,7 @@ func CheckSSHD(c SSHConfig, context string, pam SSHDPAM) []Finding {
 		add("the sshd PAM stack runs pam_otpgate, but AuthenticationMethods is \""+c.Get("authenticationmethods")+"\": a public key (or GSSAPI) login never reaches PAM's auth stack and skips the code",
 			"set AuthenticationMethods publickey,keyboard-interactive (see contrib/sshd_config.d/otpgate-pam.conf)")
 	}
+	checkFirstLoginSSHD(c, pam, add)
 	if strings.Contains(c.Get("authenticationmethods"), "keyboard-interactive") && c.Get("kbdinteractiveauthentication") != "yes" {
 		add("AuthenticationMethods needs keyboard-interactive but KbdInteractiveAuthentication is no: nobody can log in",
 			"set KbdInteractiveAuthentication yes")

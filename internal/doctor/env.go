@@ -112,6 +112,7 @@ func matchPatternList(s, list string) int {
 type SSHDPAM struct {
 	HasOtpgate bool      // the auth stack runs pam_otpgate
 	UserEnv    []PAMLine // auth and session rules that read a file of the user's into the environment
+	FirstLogin []PAMLine // pam_otpgate rules with first_login and no password check above them
 }
 
 // UserEnvRules returns the rules of stack that read a file in the user's

@@ -72,6 +72,7 @@ func Run(o Options) *Report {
 		}
 		withOtpgate[svc] = HasOtpgate(stack)
 		r.add(CheckPAM(svc, stack)...)
+		r.add(CheckFirstLogin(svc, stack)...)
 		for _, l := range stack {
 			if !l.IsOtpgate() {
 				continue
@@ -131,6 +132,9 @@ func Run(o Options) *Report {
 		// and open_session (session) calls; sshd passes it on.
 		if rules, err := Stack(o.PAMDir, "sshd", "auth", "session"); err == nil {
 			pam.UserEnv = UserEnvRules(rules)
+		}
+		if rules, err := AuthStack(o.PAMDir, "sshd"); err == nil {
+			pam.FirstLogin = FirstLoginWithoutPassword(rules)
 		}
 		r.checkSSHD(o, accounts, pam, protected)
 	}

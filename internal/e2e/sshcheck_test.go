@@ -68,16 +68,18 @@ func needSSHCheck(t testing.TB) *sshcheckSetup {
 	t.Helper()
 	b := needOtpgate(t)
 	root := repoRoot(t)
-	sshcheckOnce.Do(func() { sshcheckBins = buildSSHCheck(root, b) })
+	sshcheckOnce.Do(func() { sshcheckBins = buildSSHCheck(root, b, "sshcheck", "") })
 	if sshcheckBins.err != nil {
 		t.Fatal(sshcheckBins.err)
 	}
 	return &sshcheckBins
 }
 
-func buildSSHCheck(root string, b *otpgateBins) sshcheckSetup {
+// buildSSHCheck builds one set in the directory name of the build
+// directory; extraConfig is appended to its config.
+func buildSSHCheck(root string, b *otpgateBins, name, extraConfig string) sshcheckSetup {
 	s := sshcheckSetup{env: &otpEnv{bins: b}}
-	dir := filepath.Join(b.dir, "sshcheck")
+	dir := filepath.Join(b.dir, name)
 	if s.err = os.Mkdir(dir, 0o755); s.err != nil {
 		return s
 	}
@@ -86,7 +88,7 @@ func buildSSHCheck(root string, b *otpgateBins) sshcheckSetup {
 		return s
 	}
 	s.env.config = filepath.Join(dir, "config.toml")
-	s.err = os.WriteFile(s.env.config, []byte(configText(s.env.store, sshcheckMaxFailures)), 0o644)
+	s.err = os.WriteFile(s.env.config, []byte(configText(s.env.store, sshcheckMaxFailures)+extraConfig), 0o644)
 	if s.err != nil {
 		return s
 	}
@@ -660,13 +662,20 @@ type ptySession struct {
 // exits; stdout holds everything the terminal showed.
 func (c *sshClient) terminal(t testing.TB, s *sshServer, drive func(p *ptySession)) result {
 	t.Helper()
+	return c.terminalWith(t, s, append(c.sshOpts(s), "-tt", "-e", "none", "-o", "BatchMode=yes", "127.0.0.1"), nil, drive)
+}
+
+// terminalWith is terminal with the whole ssh command line args and more
+// environment variables env for the client.
+func (c *sshClient) terminalWith(t testing.TB, s *sshServer, args, env []string, drive func(p *ptySession)) result {
+	t.Helper()
 	master, slave := openPTY(t)
 	ctx, cancel := context.WithTimeout(context.Background(), loginTimeout)
 	defer cancel()
-	args := append(c.sshOpts(s), "-tt", "-e", "none", "-o", "BatchMode=yes", "127.0.0.1")
 	cmd := command(ctx, "ssh", args...)
 	cmd.Env = c.clientEnv("")
 	cmd.Env = append(cmd.Env, "TERM=dumb")
+	cmd.Env = append(cmd.Env, env...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, slave, slave
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
 	p := &ptySession{t: t, master: master, out: &syncBuffer{}, cmd: cmd}

@@ -13,6 +13,7 @@ type pamArgs struct {
 	nullok      bool
 	debug       bool
 	forwardPass bool
+	firstLogin  bool   // first_login: this stack checks a first factor before otpgate
 	config      string // "" means config.DefaultPath
 	prompt      string // "" means the default prompt
 	timeout     time.Duration
@@ -31,6 +32,8 @@ func parseArgs(args []string) (pamArgs, error) {
 			a.debug = true
 		case arg == "forward_pass":
 			a.forwardPass = true
+		case arg == ArgFirstLogin:
+			a.firstLogin = true
 		case hasValue && k == "config":
 			if !filepath.IsAbs(v) || filepath.Clean(v) != v {
 				return a, fmt.Errorf("config=%q is not a clean absolute path", v)

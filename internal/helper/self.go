@@ -52,13 +52,17 @@ func self(s *session, req protocol.Request, o Options) string {
 	if req.Op == protocol.OpAuthenticate {
 		return selfAuthenticate(s, req, name, o)
 	}
-	noConfirm := false
+	noConfirm, firstLoginArg := false, false
 	for _, a := range req.Args {
-		if a != ArgNoConfirm || req.Op != protocol.OpEnroll {
+		switch {
+		case a == ArgNoConfirm && req.Op == protocol.OpEnroll:
+			noConfirm = true
+		case a == ArgFirstLogin && req.Op == protocol.OpVerify:
+			firstLoginArg = true
+		default:
 			s.fail("argument %q is not accepted here", a)
 			return protocol.ResultServiceErr
 		}
-		noConfirm = true
 	}
 	cfg, err := config.Load(o.SelfConfig)
 	if err != nil {
@@ -73,6 +77,9 @@ func self(s *session, req protocol.Request, o Options) string {
 	case protocol.OpStatus:
 		return x.status()
 	case protocol.OpVerify:
+		if firstLoginArg && cfg.FirstLogin {
+			return x.verifyOrEnroll("Verification code: ")
+		}
 		return x.verify("Verification code: ")
 	case protocol.OpEnroll:
 		return x.enroll(noConfirm)
@@ -170,12 +177,15 @@ func (x *selfOp) verifyFor(prompt string, explain bool) (string, string) {
 	if explain {
 		x.why(r)
 	}
-	return verdict(x.s, r, func() string {
-		// Said to a session that was just refused (sshcheck), too: it
-		// names both ways to get a code set up.
-		x.s.fail("%s is not enrolled: no verification code is set up; run otpgate enroll where no code is asked, or ask an administrator", x.user)
-		return protocol.ResultAuthErr
-	}), r.Fingerprint
+	return verdict(x.s, r, x.notEnrolled), r.Fingerprint
+}
+
+// notEnrolled denies a verify request for a user without a secret.
+func (x *selfOp) notEnrolled() string {
+	// Said to a session that was just refused (sshcheck), too: it names
+	// both ways to get a code set up.
+	x.s.fail("%s is not enrolled: no verification code is set up; run otpgate enroll where no code is asked, or ask an administrator", x.user)
+	return protocol.ResultAuthErr
 }
 
 // why tells a user who is already logged in why a code of theirs was

@@ -70,6 +70,13 @@ func authenticate(s *session, req protocol.Request, a pamArgs, cfg config.Config
 	store := keystore.New(cfg.Store)
 	u, err := store.ReadUser(user)
 	if errors.Is(err, keystore.ErrNotEnrolled) {
+		// Never with forward_pass: there the code comes before the
+		// password, so no first factor has been checked yet.
+		if a.firstLogin && !a.forwardPass && cfg.FirstLogin {
+			if v, done := firstLogin(s, cfg, o, user, req.Service, req.RHost); done {
+				return v
+			}
+		}
 		return notEnrolled(s, req, a, o)
 	}
 	if err != nil {

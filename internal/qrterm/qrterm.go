@@ -29,6 +29,18 @@ func Matrix(text string) ([][]bool, error) {
 	return matrixOf(code), nil
 }
 
+// SmallMatrix is Matrix with the lowest error correction (L, about 7 %):
+// the smallest code for a text, for a screen, where a code is never
+// smudged or torn. First-login enrollment draws it inside a login prompt,
+// where every line counts in an 80x24 terminal.
+func SmallMatrix(text string) ([][]bool, error) {
+	code, err := qr.Encode(text, qr.L, qr.Auto)
+	if err != nil {
+		return nil, fmt.Errorf("making the QR code: %w", err)
+	}
+	return matrixOf(code), nil
+}
+
 func matrixOf(code barcode.Barcode) [][]bool {
 	b := code.Bounds()
 	m := make([][]bool, b.Dy())
