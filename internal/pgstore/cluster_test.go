@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -106,7 +107,27 @@ func (c *testCluster) start() error {
 		return err
 	}
 	opts := fmt.Sprintf("-c listen_addresses='' -c unix_socket_directories=%s -c unix_socket_permissions=0700 -c max_connections=120 -c fsync=on", dir)
-	return c.run("pg_ctl", "-D", filepath.Join(dir, "data"), "-l", filepath.Join(dir, "log"), "-w", "-t", "60", "-o", opts, "start")
+	if err := c.run("pg_ctl", "-D", filepath.Join(dir, "data"), "-l", filepath.Join(dir, "log"), "-w", "-t", "60", "-o", opts, "start"); err != nil {
+		return err
+	}
+	c.watchdog()
+	return nil
+}
+
+// watchdog starts a process of its own that stops the cluster and removes
+// its directory once this test binary is gone, however it ended (a
+// timeout's panic skips TestMain's cleanup).
+func (c *testCluster) watchdog() {
+	stop := fmt.Sprintf("%s -D %s -m immediate stop", filepath.Join(c.bin, "pg_ctl"), filepath.Join(c.dir, "data"))
+	if c.runAs != "" {
+		stop = "runuser -u " + c.runAs + " -- " + stop
+	}
+	script := fmt.Sprintf("while kill -0 %d 2>/dev/null; do sleep 1; done; %s >/dev/null 2>&1; rm -rf %s", os.Getpid(), stop, c.dir)
+	cmd := exec.Command("sh", "-c", script)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err == nil {
+		go cmd.Wait()
+	}
 }
 
 func (c *testCluster) stop() {

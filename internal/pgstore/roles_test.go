@@ -358,6 +358,9 @@ func TestDatabaseUnavailable(t *testing.T) {
 func TestInitAgainAndVersions(t *testing.T) {
 	d := newDB(t)
 	ctx := context.Background()
+	if got, err := d.admin.Policy(ctx); err != nil || got != DefaultPolicy() {
+		t.Errorf("policy of a new database: %+v %v; want config.toml's defaults %+v", got, err, DefaultPolicy())
+	}
 	enroll(t, d, "quinn", "phone", testSecret, totp.Default)
 	pol := Policy{Window: 2, MaxFailures: 9, LockDuration: time.Hour}
 	if err := d.admin.SetPolicy(ctx, pol); err != nil {
