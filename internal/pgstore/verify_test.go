@@ -310,3 +310,62 @@ func TestParallelWrongCodes(t *testing.T) {
 		t.Errorf("status: %+v", st)
 	}
 }
+
+// TestUnsendableInput: an input PostgreSQL's text cannot carry (a NUL
+// byte, invalid UTF-8) or too long to be any code is a malformed code,
+// counted, as in the files backend, not an error that counts nothing.
+func TestUnsendableInput(t *testing.T) {
+	d := newDB(t)
+	ctx := context.Background()
+	if err := d.admin.SetPolicy(ctx, Policy{Window: 1, MaxFailures: 10, LockDuration: time.Minute}); err != nil {
+		t.Fatal(err)
+	}
+	enroll(t, d, "ivan", "phone", testSecret, totp.Default)
+	h := d.host(t)
+	for i, in := range []string{"123\x00456", "\xff\xfe\xfd\xfc\xfb\xfa", strings.Repeat("1", 1000), codeNow(t, testSecret, totp.Default, 0) + "\x00"} {
+		r := h.Verify(ctx, "ivan", in, "", "")
+		if r.Outcome != verify.Denied || r.Reason != "malformed-code" || r.Failures != i+1 {
+			t.Errorf("input %d: %+v, want malformed-code with %d failures", i, r, i+1)
+		}
+	}
+}
+
+// TestVerdictIsDurable: with synchronous_commit turned off for the host's
+// session, otpgate.verify still answers only after its commits are on
+// disk: right after each answer the WAL is flushed up to where it has
+// been written.
+func TestVerdictIsDurable(t *testing.T) {
+	d := newDB(t)
+	ctx := context.Background()
+	if err := d.admin.SetPolicy(ctx, Policy{Window: 1, MaxFailures: 100, LockDuration: time.Minute}); err != nil {
+		t.Fatal(err)
+	}
+	enroll(t, d, "judy", "phone", testSecret, totp.Default)
+	conn := d.hostConn(t)
+	if _, err := conn.Exec(ctx, `SET synchronous_commit = off`); err != nil {
+		t.Fatal(err)
+	}
+	cl := &Client{conn: conn}
+	behind := 0
+	for range 20 {
+		if r := cl.Verify(ctx, "judy", "abcdef", "", ""); r.Outcome != verify.Denied {
+			t.Fatalf("%+v", r)
+		}
+		var flushedAll bool
+		if err := d.admin.conn.QueryRow(ctx, `SELECT pg_current_wal_flush_lsn() >= pg_current_wal_insert_lsn()`).Scan(&flushedAll); err != nil {
+			t.Fatal(err)
+		}
+		if !flushedAll {
+			behind++
+		}
+	}
+	// Other writers (autovacuum) may leave WAL unflushed now and then; an
+	// asynchronous commit leaves it nearly every time.
+	if behind > 5 {
+		t.Errorf("the WAL was not flushed after %d of 20 verdicts", behind)
+	}
+	var setting string
+	if err := conn.QueryRow(ctx, `SHOW synchronous_commit`).Scan(&setting); err != nil || setting != "off" {
+		t.Errorf("the host's own setting was changed: %q %v", setting, err)
+	}
+}

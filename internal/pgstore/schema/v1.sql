@@ -355,12 +355,21 @@ LANGUAGE plpgsql
 AS $$
 DECLARE
     t bytea;
+    was_async constant boolean := pg_catalog.current_setting('synchronous_commit') = 'off';
 BEGIN
+    -- Each verdict is answered only once its commit is on disk, even where
+    -- the server or the role turned synchronous_commit off.
+    IF was_async THEN
+        PERFORM pg_catalog.set_config('synchronous_commit', 'on', true);
+    END IF;
     SELECT b.o_token, b.o_outcome, b.o_reason, b.o_failures, b.o_locked_until, b.o_backup_left
       INTO t, o_outcome, o_reason, o_failures, o_locked_until, o_backup_left
       FROM otpgate.begin_attempt(p_user, p_code, p_keys, p_service, p_rhost) b;
     COMMIT;
     IF t IS NOT NULL THEN
+        IF was_async THEN
+            PERFORM pg_catalog.set_config('synchronous_commit', 'on', true);
+        END IF;
         SELECT f.o_outcome, f.o_reason, f.o_method, f.o_label, f.o_failures, f.o_locked_until, f.o_backup_left
           INTO o_outcome, o_reason, o_method, o_label, o_failures, o_locked_until, o_backup_left
           FROM otpgate.finish_attempt(t) f;
