@@ -269,32 +269,12 @@ func (a *Admin) Enroll(ctx context.Context, user string, au Authenticator) error
 // SetBackupHashes replaces the backup codes of user with hashes (as
 // backupcode.HashSet or HashScratchSet make them); the user must exist.
 func (a *Admin) SetBackupHashes(ctx context.Context, user string, hashes []string) error {
-	if len(hashes) > config.MaxBackupCodes {
-		return fmt.Errorf("pgstore: %d backup codes; at most %d", len(hashes), config.MaxBackupCodes)
-	}
-	parts := make([]backupcode.Parts, len(hashes))
-	for i, h := range hashes {
-		p, err := backupcode.SplitHash(h)
-		if err != nil {
-			return fmt.Errorf("pgstore: backup code hash %d: %w", i+1, err)
-		}
-		parts[i] = p
+	parts, err := splitHashes(hashes)
+	if err != nil {
+		return fmt.Errorf("pgstore: %w", err)
 	}
 	return a.inUser(ctx, user, false, func(tx pgx.Tx, uid int64) error {
-		if _, err := tx.Exec(ctx, `DELETE FROM otpgate.backup_codes WHERE user_id = $1`, uid); err != nil {
-			return err
-		}
-		for _, p := range parts {
-			kind := "code"
-			if p.Kind == backupcode.KindScratch {
-				kind = "scratch"
-			}
-			if _, err := tx.Exec(ctx, `INSERT INTO otpgate.backup_codes (user_id, kind, params, salt, key) VALUES ($1, $2, $3, $4, $5)`,
-				uid, kind, p.Params, p.Salt, p.Key); err != nil {
-				return err
-			}
-		}
-		return nil
+		return putHashes(ctx, tx, uid, parts)
 	})
 }
 
@@ -336,6 +316,169 @@ func (a *Admin) inUser(ctx context.Context, user string, create bool, f func(tx 
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return fmt.Errorf("pgstore: %s: %w", user, err)
+	}
+	return nil
+}
+
+// ImportLabel is the label of the authenticator ImportUser makes from a
+// files-store user, which has one.
+const ImportLabel = "default"
+
+// ImportUser puts a user of the files store (keystore) into the
+// database: the secret as the authenticator ImportLabel with its
+// parameters, creation time and the state's last step (so a code used
+// before the import is a replay after it), the backup code hashes as
+// they are, and the failures, lock and last success and failure. A user
+// already in the database is replaced only if replace is set.
+func (a *Admin) ImportUser(ctx context.Context, user string, u keystore.User, st keystore.State, replace bool) error {
+	if err := keystore.ValidUser(user); err != nil {
+		return fmt.Errorf("pgstore: import: %w", err)
+	}
+	if err := u.Params.Check(); err != nil {
+		return fmt.Errorf("pgstore: import %s: %w", user, err)
+	}
+	if st.LastStep < 0 || st.Failures < 0 {
+		return fmt.Errorf("pgstore: import %s: a negative last step or failure count", user)
+	}
+	parts, err := splitHashes(u.BackupHashes)
+	if err != nil {
+		return fmt.Errorf("pgstore: import %s: %w", user, err)
+	}
+	created := u.Created
+	if created.IsZero() {
+		created = time.Now()
+	}
+	return a.inUser(ctx, user, true, func(tx pgx.Tx, uid int64) error {
+		var n int
+		if err := tx.QueryRow(ctx, `SELECT count(*) FROM otpgate.authenticators WHERE user_id = $1`, uid).Scan(&n); err != nil {
+			return err
+		}
+		if n > 0 && !replace {
+			return errors.New("already enrolled in the database (replace it to import over it)")
+		}
+		for _, q := range []string{`DELETE FROM otpgate.authenticators WHERE user_id = $1`, `DELETE FROM otpgate.pending_attempts WHERE user_id = $1`} {
+			if _, err := tx.Exec(ctx, q, uid); err != nil {
+				return err
+			}
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO otpgate.authenticators (user_id, label, secret, algorithm, digits, period, created, last_step)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+			uid, ImportLabel, u.Secret, u.Params.Algorithm, u.Params.Digits, u.Params.Period, created, st.LastStep); err != nil {
+			return err
+		}
+		if err := putHashes(ctx, tx, uid, parts); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `UPDATE otpgate.user_state SET failures = $2, locked_until = $3, last_success = $4, last_failure = $5 WHERE user_id = $1`,
+			uid, st.Failures, nullTime(st.LockedUntil), nullTime(st.LastSuccess), nullTime(st.LastFailure))
+		return err
+	})
+}
+
+// ExportUser returns user as the files store holds one: the secret,
+// parameters and creation time of its one authenticator, its backup code
+// hashes, and its state with that authenticator's last step. A user with
+// several authenticators cannot be a files-store user and is refused.
+func (a *Admin) ExportUser(ctx context.Context, user string) (keystore.User, keystore.State, error) {
+	var u keystore.User
+	var st keystore.State
+	err := a.inUser(ctx, user, false, func(tx pgx.Tx, uid int64) error {
+		rows, err := tx.Query(ctx, `SELECT secret, algorithm, digits, period, created, last_step FROM otpgate.authenticators WHERE user_id = $1`, uid)
+		if err != nil {
+			return err
+		}
+		n := 0
+		for rows.Next() {
+			n++
+			if err := rows.Scan(&u.Secret, &u.Params.Algorithm, &u.Params.Digits, &u.Params.Period, &u.Created, &st.LastStep); err != nil {
+				rows.Close()
+				return err
+			}
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		switch {
+		case n == 0:
+			return errors.New("not enrolled")
+		case n > 1:
+			return fmt.Errorf("%d authenticators; the files store holds one per user", n)
+		}
+		rows, err = tx.Query(ctx, `SELECT kind, params, salt, key FROM otpgate.backup_codes WHERE user_id = $1 ORDER BY id`, uid)
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			var p backupcode.Parts
+			var kind string
+			if err := rows.Scan(&kind, &p.Params, &p.Salt, &p.Key); err != nil {
+				rows.Close()
+				return err
+			}
+			if kind == "scratch" {
+				p.Kind = backupcode.KindScratch
+			}
+			h, err := backupcode.JoinHash(p)
+			if err != nil {
+				rows.Close()
+				return fmt.Errorf("backup code %d: %w", len(u.BackupHashes)+1, err)
+			}
+			u.BackupHashes = append(u.BackupHashes, h)
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		var locked, success, failure *time.Time
+		if err := tx.QueryRow(ctx, `SELECT failures, locked_until, last_success, last_failure FROM otpgate.user_state WHERE user_id = $1`, uid).
+			Scan(&st.Failures, &locked, &success, &failure); err != nil {
+			return err
+		}
+		st.LockedUntil, st.LastSuccess, st.LastFailure = deref(locked), deref(success), deref(failure)
+		return nil
+	})
+	if err != nil {
+		return keystore.User{}, keystore.State{}, err
+	}
+	return u, st, nil
+}
+
+func nullTime(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
+}
+
+// splitHashes checks and splits backup code hashes.
+func splitHashes(hashes []string) ([]backupcode.Parts, error) {
+	if len(hashes) > config.MaxBackupCodes {
+		return nil, fmt.Errorf("%d backup codes; at most %d", len(hashes), config.MaxBackupCodes)
+	}
+	parts := make([]backupcode.Parts, len(hashes))
+	for i, h := range hashes {
+		p, err := backupcode.SplitHash(h)
+		if err != nil {
+			return nil, fmt.Errorf("backup code hash %d: %w", i+1, err)
+		}
+		parts[i] = p
+	}
+	return parts, nil
+}
+
+// putHashes replaces the user's backup codes with parts.
+func putHashes(ctx context.Context, tx pgx.Tx, uid int64, parts []backupcode.Parts) error {
+	if _, err := tx.Exec(ctx, `DELETE FROM otpgate.backup_codes WHERE user_id = $1`, uid); err != nil {
+		return err
+	}
+	for _, p := range parts {
+		kind := "code"
+		if p.Kind == backupcode.KindScratch {
+			kind = "scratch"
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO otpgate.backup_codes (user_id, kind, params, salt, key) VALUES ($1, $2, $3, $4, $5)`,
+			uid, kind, p.Params, p.Salt, p.Key); err != nil {
+			return err
+		}
 	}
 	return nil
 }
