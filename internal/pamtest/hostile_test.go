@@ -753,7 +753,7 @@ func readHState(t *testing.T, store *keystore.Store, user string) keystore.State
 }
 
 func sameState(a, b keystore.State) bool {
-	return a.Failures == b.Failures && a.LastStep == b.LastStep && a.LockedUntil.Equal(b.LockedUntil) &&
+	return a.Failures == b.Failures && a.LastStep(keystore.DefaultLabel) == b.LastStep(keystore.DefaultLabel) && a.LockedUntil.Equal(b.LockedUntil) &&
 		a.LastSuccess.Equal(b.LastSuccess) && a.LastFailure.Equal(b.LastFailure)
 }
 
@@ -815,19 +815,19 @@ func (l *ledger) try(k *hostileKit, c hcond, answer string, right bool, during f
 		t.Errorf("%s: accepted while locked\n%s", what, res.out)
 	case res.accepted && l.accepted[answer]:
 		t.Errorf("%s: an accepted code was accepted again\n%s", what, res.out)
-	case res.accepted && (after.LastStep <= before.LastStep || after.Failures != 0):
-		t.Errorf("%s: accepted without recording it (last step %d -> %d)", what, before.LastStep, after.LastStep)
+	case res.accepted && (after.LastStep(keystore.DefaultLabel) <= before.LastStep(keystore.DefaultLabel) || after.Failures != 0):
+		t.Errorf("%s: accepted without recording it (last step %d -> %d)", what, before.LastStep(keystore.DefaultLabel), after.LastStep(keystore.DefaultLabel))
 	case res.accepted:
 		l.accepted[answer] = true
 		l.acceptedUnder[c.name] = what
-	case right && after.LastStep > before.LastStep:
+	case right && after.LastStep(keystore.DefaultLabel) > before.LastStep(keystore.DefaultLabel):
 		// Used up by the helper, the host never heard: no longer usable.
 		l.accepted[answer] = true
 	}
 	if !right {
 		counted := after.Failures == before.Failures+1 || lockedAt(after, time.Now()) && after.Failures >= before.Failures
 		if !counted && !lockedAt(before, start) {
-			if after.Failures != before.Failures || after.LastStep != before.LastStep {
+			if after.Failures != before.Failures || after.LastStep(keystore.DefaultLabel) != before.LastStep(keystore.DefaultLabel) {
 				t.Errorf("%s: the state changed without counting\n%s", what, res.out)
 			}
 			l.uncountedUnder[c.name] = what
@@ -884,7 +884,7 @@ func (l *ledger) sequence(k *hostileKit, c hcond) {
 	}
 	next := code(t, l.secret, 1)
 	last, _ := l.try(k, c, next, true, nil)
-	works := first.accepted || strings.IndexByte(c.unseen, l.r.kind) >= 0 && firstState.LastStep != 0
+	works := first.accepted || strings.IndexByte(c.unseen, l.r.kind) >= 0 && firstState.LastStep(keystore.DefaultLabel) != 0
 	switch {
 	case c.either != "" && strings.IndexByte(c.either, l.r.kind) >= 0:
 	case c.blocked(l.r.kind) && works:

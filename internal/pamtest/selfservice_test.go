@@ -119,7 +119,7 @@ func TestSelfServiceCLI(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if u, err := store.ReadUser(me); err != nil || string(u.Secret) != string(secret) {
+	if u, err := store.ReadUser(me); err != nil || string(u.Authenticators[0].Secret) != string(secret) {
 		t.Fatalf("stored: %v", err)
 	}
 
@@ -176,7 +176,7 @@ func TestSelfServiceCLI(t *testing.T) {
 	if err := cmd.Wait(); err != nil || !strings.Contains(string(rest), "Enrolled "+me) {
 		t.Fatalf("re-enroll: %v\n%s\n%s", err, rest, stderr.String())
 	}
-	if u, _ := store.ReadUser(me); string(u.Secret) != string(newSecret) {
+	if u, err := store.ReadUser(me); err != nil || string(u.Authenticators[0].Secret) != string(newSecret) {
 		t.Fatal("the new secret was not saved")
 	}
 }
