@@ -41,6 +41,10 @@ type Request struct {
 	Code    string
 	Service string
 	RHost   string
+	// TOTPOnly refuses a backup code, unchecked and unspent (reason
+	// backup-code-refused, counted like any wrong code): for adding an
+	// authenticator, which needs a code of an existing one.
+	TOTPOnly bool
 }
 
 // Outcome is the verdict of an attempt.
@@ -216,6 +220,10 @@ func (v *Verifier) verify(req Request) Result {
 			r.Reason = "replayed"
 		}
 	case kindBackup:
+		if req.TOTPOnly {
+			r.Reason = "backup-code-refused"
+			break
+		}
 		i, err := backupcode.Find(code, user.BackupHashes)
 		if err != nil {
 			return fail("store-error", fmt.Errorf("keystore: %s: %w", v.Store.UserPath(req.User), err))
