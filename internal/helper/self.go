@@ -323,7 +323,7 @@ func (x *selfOp) enroll(a selfEnrollArgs) string {
 		return x.storeError(fmt.Errorf("%w; nothing was saved", err))
 	}
 	if add {
-		x.o.Log.Info(authlog.Fields("user", x.user, "action", "add-authenticator", "authenticator", a.label, "by", "self"))
+		x.o.Log.Info(authlog.Fields("user", x.user, "action", "add-authenticator", "by", "self", "authenticator", a.label))
 		if x.data(Data{Added: a.label}) != nil {
 			return protocol.ResultAuthErr
 		}

@@ -105,7 +105,7 @@ func TestSelfAddAuthenticator(t *testing.T) {
 		string(u.Authenticators[0].Secret) != string(first) || len(u.BackupHashes) != len(backups) {
 		t.Fatalf("after add: %+v", u)
 	}
-	if !strings.Contains(logBuf.String(), "user=carol action=add-authenticator authenticator=phone by=self") {
+	if !strings.Contains(logBuf.String(), "user=carol action=add-authenticator by=self authenticator=phone") {
 		t.Errorf("log:\n%s", logBuf.String())
 	}
 
