@@ -352,7 +352,7 @@ func hostileConditions(k *hostileKit) []hcond {
 		}
 		cs = append(cs, hard)
 	}
-	for _, n := range []string{"0", "1", "130", "511", "512", "4096"} {
+	for _, n := range []string{"0", "1", "130", "511", "512", "1023", "1024", "4096"} { // around the old and the new state file size
 		limit("fsize", n, n, "")
 	}
 	for _, n := range []string{"3", "4", "8", "16"} {
