@@ -177,3 +177,22 @@ func TestEveryWindowComputed(t *testing.T) {
 		}
 	}
 }
+
+// TestOneCodeTwoAuthenticators: when a code matches two authenticators
+// (here two with one secret, as two secrets that share a code for a step
+// would), it is accepted once and uses up both steps: it cannot come back
+// through the other.
+func TestOneCodeTwoAuthenticators(t *testing.T) {
+	f := newFixture(t, nil)
+	f.addAuthenticator("copy", secret, totp.Default)
+	c := f.code(startStep)
+	if r := f.try(c); r.Outcome != Accepted || r.Label != keystore.DefaultLabel {
+		t.Fatalf("first use: %+v", r)
+	}
+	if r := f.try(c); r.Outcome != Denied || r.Reason != "replayed" {
+		t.Errorf("second use: %v %s, want denied/replayed", r.Outcome, r.Reason)
+	}
+	if st := f.state(); st.LastStep("copy") != startStep {
+		t.Errorf("the other authenticator's step: %v", st.LastSteps)
+	}
+}

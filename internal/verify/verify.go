@@ -188,8 +188,8 @@ func (v *Verifier) verify(req Request) Result {
 	// every authenticator's window is computed and compared, a backup
 	// code costs one hash.
 	r := Result{Outcome: Denied, Reason: "wrong-code", BackupLeft: len(user.BackupHashes)}
-	var step int64
-	spend := -1 // the backup code to spend
+	steps := map[string]int64{} // the step each matching authenticator accepts
+	spend := -1                 // the backup code to spend
 	digits := make([]int, len(user.Authenticators))
 	for i, a := range user.Authenticators {
 		digits[i] = a.Params.Digits
@@ -199,8 +199,12 @@ func (v *Verifier) verify(req Request) Result {
 	case kindTOTP:
 		// Each authenticator's codes count once: replay is tracked per
 		// authenticator, so a code of one never uses up another's step.
-		// The first match in file order wins; a code of a different
-		// length simply matches none of that authenticator's steps.
+		// The first match in file order names the authenticator; every
+		// authenticator the code matches (two secrets giving one code
+		// for a step is rare, not impossible) has its step used up, so
+		// the code cannot come back through the other. A code of a
+		// different length simply matches none of an authenticator's
+		// steps.
 		replayed := false
 		for _, a := range user.Authenticators {
 			if matchHook != nil {
@@ -211,8 +215,10 @@ func (v *Verifier) verify(req Request) Result {
 				return fail("totp-error", err)
 			}
 			replayed = replayed || rep
+			if ok {
+				steps[a.Label] = s
+			}
 			if ok && r.Outcome != Accepted {
-				step = s
 				r = Result{Outcome: Accepted, Method: "totp", Label: a.Label, BackupLeft: len(user.BackupHashes)}
 			}
 		}
@@ -259,8 +265,8 @@ func (v *Verifier) verify(req Request) Result {
 		st.Failures = 0
 		st.LastFailure = time.Time{}
 		st.LastSuccess = now
-		if r.Method == "totp" {
-			st.SetLastStep(r.Label, step)
+		for label, s := range steps {
+			st.SetLastStep(label, s)
 		}
 	} else {
 		st.Failures++
