@@ -216,29 +216,28 @@ func (m *Manager) add(lock *keystore.Lock, u keystore.User, e *Enrollment, confi
 	return lock.WriteState(st)
 }
 
-// RemoveAuthenticator removes user's authenticator labelled label (a lost
-// phone of several); removing the last one is Reset. The backup codes and
-// the state stay.
-func (m *Manager) RemoveAuthenticator(user, label string) error {
+// RemoveAuthenticator removes user's authenticator labelled label (one
+// lost phone of several) and returns how many are left; removing the last
+// one is Reset. The backup codes and the state stay.
+func (m *Manager) RemoveAuthenticator(user, label string) (int, error) {
 	lock, err := m.Store.Lock(user, lockWait)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	defer lock.Unlock()
 	u, err := lock.ReadUser()
 	if err != nil {
-		return err
+		return 0, err
 	}
 	i := u.Find(label)
 	if i < 0 {
-		return fmt.Errorf("%w (%s has %s)", ErrNoLabel, user, strings.Join(u.Labels(), ", "))
+		return 0, fmt.Errorf("%w (%s has %s)", ErrNoLabel, user, strings.Join(u.Labels(), ", "))
 	}
 	if len(u.Authenticators) == 1 {
-		return lock.RemoveUser()
+		return 0, lock.RemoveUser()
 	}
-	clear(u.Authenticators[i].Secret)
 	u.Authenticators = append(u.Authenticators[:i:i], u.Authenticators[i+1:]...)
-	return lock.WriteUser(u)
+	return len(u.Authenticators), lock.WriteUser(u)
 }
 
 func (m *Manager) newCodes() (codes, hashes []string, err error) {

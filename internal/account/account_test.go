@@ -217,28 +217,28 @@ func TestAddAndRemoveAuthenticator(t *testing.T) {
 		t.Errorf("Status: %+v, %v", s, err)
 	}
 
-	if err := m.RemoveAuthenticator("alice", "nope"); !errors.Is(err, ErrNoLabel) || !strings.Contains(err.Error(), "default, phone, t3") {
+	if _, err := m.RemoveAuthenticator("alice", "nope"); !errors.Is(err, ErrNoLabel) || !strings.Contains(err.Error(), "default, phone, t3") {
 		t.Errorf("removing a missing label: %v", err)
 	}
 	for i := 3; i <= keystore.MaxAuthenticators; i++ {
-		if err := m.RemoveAuthenticator("alice", "t"+string(rune('0'+i))); err != nil {
+		if _, err := m.RemoveAuthenticator("alice", "t"+string(rune('0'+i))); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := m.RemoveAuthenticator("alice", keystore.DefaultLabel); err != nil {
-		t.Fatal(err)
+	if left, err := m.RemoveAuthenticator("alice", keystore.DefaultLabel); err != nil || left != 1 {
+		t.Fatalf("removing default: %d left, %v", left, err)
 	}
 	u, err = m.Store.ReadUser("alice")
 	if err != nil || len(u.Authenticators) != 1 || u.Authenticators[0].Label != "phone" || len(u.BackupHashes) != len(codes) {
 		t.Fatalf("after removing default: %+v, %v", u, err)
 	}
-	if err := m.RemoveAuthenticator("alice", "phone"); err != nil {
+	if left, err := m.RemoveAuthenticator("alice", "phone"); err != nil || left != 0 {
 		t.Fatal(err)
 	}
 	if _, err := m.Store.ReadUser("alice"); !errors.Is(err, keystore.ErrNotEnrolled) {
 		t.Errorf("removing the last authenticator left the user enrolled: %v", err)
 	}
-	if err := m.RemoveAuthenticator("alice", "phone"); !errors.Is(err, keystore.ErrNotEnrolled) {
+	if _, err := m.RemoveAuthenticator("alice", "phone"); !errors.Is(err, keystore.ErrNotEnrolled) {
 		t.Errorf("removing from a user not enrolled: %v", err)
 	}
 }
