@@ -233,7 +233,7 @@ func TestAddAndRemoveAuthenticator(t *testing.T) {
 		t.Fatalf("after removing default: %+v, %v", u, err)
 	}
 	if left, err := m.RemoveAuthenticator("alice", "phone"); err != nil || left != 0 {
-		t.Fatal(err)
+		t.Fatalf("removing the last: %d left, %v", left, err)
 	}
 	if _, err := m.Store.ReadUser("alice"); !errors.Is(err, keystore.ErrNotEnrolled) {
 		t.Errorf("removing the last authenticator left the user enrolled: %v", err)
