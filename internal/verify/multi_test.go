@@ -2,11 +2,15 @@ package verify
 
 import (
 	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/otpgate/otpgate/internal/authlog"
+	"github.com/otpgate/otpgate/internal/backupcode"
 	"github.com/otpgate/otpgate/internal/config"
 	"github.com/otpgate/otpgate/internal/totp"
 	"github.com/otpgate/otpgate/keystore"
@@ -194,5 +198,60 @@ func TestOneCodeTwoAuthenticators(t *testing.T) {
 	}
 	if st := f.state(); st.LastStep("copy") != startStep {
 		t.Errorf("the other authenticator's step: %v", st.LastSteps)
+	}
+}
+
+// TestVersion1Files: a store written by otpgate before several
+// authenticators is used as it is: the version 1 user file is the
+// authenticator "default", the version 1 state's last_step is its step
+// (that code stays used). An attempt rewrites the state as version 2 and
+// leaves the user file alone; a spent backup code rewrites the user file
+// as version 2, with the same secret.
+func TestVersion1Files(t *testing.T) {
+	f := newFixture(t, nil)
+	hash, err := backupcode.Hash("AAAAA11111")
+	if err != nil {
+		t.Fatal(err)
+	}
+	userV1 := fmt.Sprintf("version = 1\nsecret = %q\nalgorithm = \"SHA1\"\ndigits = 6\nperiod = 30\ncreated = 2025-01-01T00:00:00Z\nbackup_codes = [%q]\n",
+		totp.EncodeSecret(secret), hash)
+	stateV1 := fmt.Sprintf("version = 1\nfailures = 1\nlast_step = %d\n", startStep)
+	for path, data := range map[string]string{f.v.Store.UserPath("alice"): userV1, f.v.Store.StatePath("alice"): stateV1} {
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(data), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if r := f.try(f.code(startStep)); r.Outcome != Denied || r.Reason != "replayed" {
+		t.Fatalf("the code of the version 1 last_step: %v %s, want replayed", r.Outcome, r.Reason)
+	}
+	if r := f.try(f.code(startStep + 1)); r.Outcome != Accepted || r.Label != keystore.DefaultLabel {
+		t.Fatalf("the next code: %+v", r)
+	}
+	read := func(path string) string {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	if got := read(f.v.Store.UserPath("alice")); got != userV1 {
+		t.Errorf("an attempt rewrote the version 1 user file:\n%s", got)
+	}
+	if got := read(f.v.Store.StatePath("alice")); !strings.HasPrefix(got, "version = 2\n") || len(got) != keystore.StateFileSize {
+		t.Errorf("state after an attempt (%d bytes):\n%s", len(got), got)
+	}
+	if r := f.try("AAAAA-11111"); r.Outcome != Accepted || r.Method != "backup" {
+		t.Fatalf("the version 1 backup code: %+v", r)
+	}
+	got := read(f.v.Store.UserPath("alice"))
+	u, err := keystore.ParseUser([]byte(got))
+	if err != nil || !strings.HasPrefix(got, "version = 2\n") || len(u.Authenticators) != 1 || string(u.Authenticators[0].Secret) != string(secret) || len(u.BackupHashes) != 0 {
+		t.Errorf("user file after a spent backup code: %v\n%s", err, got)
+	}
+	if r := f.try(f.code(startStep + 1)); r.Outcome != Denied || r.Reason != "replayed" {
+		t.Errorf("a used code after the rewrite: %v %s", r.Outcome, r.Reason)
 	}
 }
