@@ -255,3 +255,28 @@ func TestVersion1Files(t *testing.T) {
 		t.Errorf("a used code after the rewrite: %v %s", r.Outcome, r.Reason)
 	}
 }
+
+// BenchmarkVerifyTOTP8 is BenchmarkVerifyTOTP for a user with
+// keystore.MaxAuthenticators authenticators: every window is computed.
+func BenchmarkVerifyTOTP8(b *testing.B) {
+	f := newFixture(b, func(c *config.Config) { c.MaxFailures = 100 })
+	for i := 2; i <= keystore.MaxAuthenticators; i++ {
+		f.addAuthenticator(fmt.Sprintf("a%d", i), secretB, totp.Default)
+	}
+	n := 0
+	for b.Loop() {
+		if r := f.try("000000"); r.Outcome != Denied {
+			b.Fatalf("%v %v", r.Outcome, r.Err)
+		}
+		if n++; n%90 == 0 {
+			b.StopTimer()
+			l, err := f.v.Store.Lock("alice", time.Second)
+			if err != nil {
+				b.Fatal(err)
+			}
+			l.WriteState(keystore.State{})
+			l.Unlock()
+			b.StartTimer()
+		}
+	}
+}
