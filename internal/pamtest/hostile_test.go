@@ -335,6 +335,32 @@ type hcond struct {
 
 func (c hcond) blocked(route byte) bool { return strings.IndexByte(c.blocks, route) >= 0 }
 
+// overlaps reports whether c sets a resource limit or an fd in set, and
+// adds what c sets to set.
+func (c hcond) overlaps(set map[string]bool) bool {
+	var keys []string
+	for i := 0; i+1 < len(c.wrap); i++ {
+		if c.wrap[i] == "-r" {
+			res, _, _ := strings.Cut(c.wrap[i+1], "=")
+			keys = append(keys, "limit "+res)
+		}
+	}
+	for fd, kind := range c.fd {
+		if kind != "" {
+			keys = append(keys, fmt.Sprint("fd ", fd))
+		}
+	}
+	for _, k := range keys {
+		if set[k] {
+			return true
+		}
+	}
+	for _, k := range keys {
+		set[k] = true
+	}
+	return false
+}
+
 // hostileConditions is every condition, one at a time.
 func hostileConditions(k *hostileKit) []hcond {
 	cs := []hcond{{name: "none (control)"}}
@@ -1206,8 +1232,15 @@ func TestHostileMixed(t *testing.T) {
 		l.r = r
 		var combo hcond
 		var names []string
+		set := map[string]bool{} // the limits and fds the combination sets
 		for j := 0; j <= rng.IntN(3); j++ {
 			x := pool[rng.IntN(len(pool))]
+			// A part that sets a limit or an fd set already would undo
+			// the earlier part (the last -r, the last fd wins) while the
+			// earlier part's blocks stayed: leave it out.
+			if x.overlaps(set) {
+				continue
+			}
 			names = append(names, x.name)
 			combo.wrap = append(combo.wrap, x.wrap...)
 			combo.env = append(combo.env, x.env...)
