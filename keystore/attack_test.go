@@ -282,9 +282,14 @@ func userContentCases(t *testing.T) []contentCase {
 		{name: "empty secret", data: with(secretLine, `secret = ""`)},
 		{name: "unknown key", data: valid + "shell = \"/bin/sh\"\n"},
 		{name: "unknown table", data: valid + "[extra]\nx = 1\n"},
-		{name: "version 2", data: with("version = 1", "version = 2")},
-		{name: "version 0", data: with("version = 1", "version = 0")},
-		{name: "no version", data: with("version = 1\n", "")},
+		{name: "version 3", data: with("version = 2", "version = 3")},
+		{name: "version 0", data: with("version = 2", "version = 0")},
+		{name: "no version", data: with("version = 2\n", "")},
+		{name: "no authenticator", data: strings.Split(valid, "[[authenticator]]")[0]},
+		{name: "no label", data: with(`label = "default"`+"\n", "")},
+		{name: "bad label", data: with(`label = "default"`, `label = "de fault"`)},
+		{name: "label twice", data: valid + valid[strings.Index(valid, "[[authenticator]]"):]},
+		{name: "nine authenticators", data: nine(valid)},
 		{name: "no secret", data: with(secretLine+"\n", "")},
 		{name: "no digits", data: with("digits = 6\n", "")},
 		{name: "wrong type", data: with("digits = 6", `digits = "six"`)},
@@ -308,10 +313,12 @@ func stateContentCases(t *testing.T) []contentCase {
 		{name: "empty", data: ""},
 		{name: "garbage", data: "\x00\xff\xfe not toml ][ \n"},
 		{name: "unknown key", data: valid + "admin = true\n"},
-		{name: "version 2", data: with("version = 1", "version = 2")},
-		{name: "no version", data: with("version = 1\n", "")},
+		{name: "version 3", data: with("version = 2", "version = 3")},
+		{name: "no version", data: with("version = 2\n", "")},
 		{name: "no failures", data: with("failures = 3\n", "")},
-		{name: "no last_step", data: with("last_step = 56789012\n", "")},
+		{name: "bad label", data: with(`label = "default"`, `label = "a/b"`)},
+		{name: "label twice", data: valid + "\n[[authenticator]]\nlabel = \"default\"\nlast_step = 1\n"},
+		{name: "v1 without last_step", data: "version = 1\nfailures = 0\n"},
 		{name: "negative failures", data: with("failures = 3", "failures = -1")},
 		{name: "negative last_step", data: with("last_step = 56789012", "last_step = -5")},
 		{name: "wrong type", data: with("failures = 3", `failures = "3"`)},
@@ -362,7 +369,7 @@ func TestContentAttacks(t *testing.T) {
 					if err := held.WriteState(State{}); err != nil {
 						t.Fatalf("WriteState over a broken file: %v", err)
 					}
-					if st, err := s.ReadState("alice"); err != nil || st != (State{}) {
+					if st, err := s.ReadState("alice"); err != nil || !equalState(st, State{}) {
 						t.Errorf("after repair: ReadState = %+v, %v", st, err)
 					}
 				}
@@ -415,4 +422,15 @@ func TestOwnerOnlyModes(t *testing.T) {
 	if _, err := s.ReadUser("alice"); err != nil {
 		t.Errorf("ReadUser of a 0400 file: %v", err)
 	}
+}
+
+// nine returns the user file valid with its authenticator repeated under
+// eight more labels: one over MaxAuthenticators.
+func nine(valid string) string {
+	i := strings.Index(valid, "[[authenticator]]")
+	out := valid
+	for n := 2; n <= MaxAuthenticators+1; n++ {
+		out += strings.Replace(valid[i:], `label = "default"`, fmt.Sprintf(`label = "a%d"`, n), 1)
+	}
+	return out
 }

@@ -1,6 +1,8 @@
 package keystore
 
 import (
+	"maps"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -10,14 +12,22 @@ import (
 
 func userSeeds(t testing.TB) [][]byte {
 	full := mustMarshalUser(t, testUser())
-	minimal := mustMarshalUser(t, User{Secret: testSecret, Params: totp.Params{Algorithm: "SHA512", Digits: 8, Period: 60}})
+	minimal := mustMarshalUser(t, User{Authenticators: []Authenticator{{Label: "m", Secret: testSecret, Params: totp.Params{Algorithm: "SHA512", Digits: 8, Period: 60}}}})
+	two := testUser()
+	two.Authenticators = append(two.Authenticators, Authenticator{Label: "phone-2.b_c", Secret: testSecret, Params: totp.Params{Algorithm: "SHA256", Digits: 8, Period: 60}})
+	v1 := "version = 1\nsecret = \"GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ\"\nalgorithm = \"SHA1\"\ndigits = 6\nperiod = 30\ncreated = 2024-05-06T07:08:09Z\nbackup_codes = [\"" + testHash1 + "\"]\n"
 	return [][]byte{
 		full,
 		minimal,
+		mustMarshalUser(t, two),
+		[]byte(v1),
+		[]byte(strings.Replace(v1, "version = 1", "version = 2", 1)),
+		[]byte(v1 + "[[authenticator]]\nlabel = \"x\"\n"),
+		[]byte(strings.Replace(string(full), `label = "default"`, `label = 'de"fault'`, 1)),
 		[]byte(""),
 		[]byte("version = 1\n"),
 		[]byte("\x00\xff garbage ]["),
-		[]byte(strings.Replace(string(full), "version = 1", "version = 2", 1)),
+		[]byte(strings.Replace(string(full), "version = 2", "version = 1", 1)),
 		[]byte(strings.Replace(string(full), "created = 2024-05-06T07:08:09Z", "created = 2024-05-06T09:08:09.5+02:00", 1)),
 		[]byte(strings.Replace(string(full), "created = 2024-05-06T07:08:09Z", "created = 2024-05-06", 1)),
 		[]byte(strings.Replace(string(full), "created = 2024-05-06T07:08:09Z", "created = 07:08:09", 1)),
@@ -26,6 +36,7 @@ func userSeeds(t testing.TB) [][]byte {
 		[]byte(strings.Replace(string(full), `secret = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ"`, `secret = 'GEZDGNBVGY3TQOJQ\nGEZDGNBVGY3TQOJQ'`, 1)),
 		[]byte("version = 1\nsecret = \"\"\"\nGEZDGNBVGY3TQOJQ\r\nGEZDGNBVGY3TQOJQ\"\"\"\nalgorithm = \"SHA1\"\ndigits = 6\nperiod = 30\nbackup_codes = []\n"),
 		[]byte("version = 1\nsecret = \"GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ\"\nalgorithm = \"SHA1\"\ndigits = 6\nperiod = 30\n[x]\n"),
+		[]byte("version = 2\nbackup_codes = []\n[[authenticator]]\nlabel = \"a\"\nsecret = \"GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ\"\nalgorithm = \"SHA1\"\ndigits = 6\nperiod = 30\n[[authenticator]]\nlabel = \"b\"\nsecret = \"GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ\"\nalgorithm = \"SHA512\"\ndigits = 8\nperiod = 60\n"),
 	}
 }
 
@@ -34,7 +45,10 @@ func stateSeeds(t testing.TB) [][]byte {
 	return [][]byte{
 		full,
 		mustMarshalState(t, State{}),
-		mustMarshalState(t, State{Failures: 1 << 40, LastStep: 1<<63 - 1}),
+		mustMarshalState(t, State{Failures: 1 << 40, LastSteps: map[string]int64{"a": 1<<63 - 1, "b.c": 0, DefaultLabel: 5}}),
+		[]byte("version = 1\nfailures = 2\nlast_step = 59000000\n"),
+		[]byte("version = 2\nfailures = 0\n[[authenticator]]\nlabel = \"a\"\nlast_step = 1\n[[authenticator]]\nlabel = \"a\"\nlast_step = 2\n"),
+		[]byte("version = 2\nfailures = 0\nlast_step = 1\n"),
 		[]byte(""),
 		[]byte("\x00\xff garbage ]["),
 		[]byte("version = 1\nfailures = -1\nlast_step = 0\n"),
@@ -58,11 +72,19 @@ func FuzzParseUser(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if len(u.Secret) < MinSecretBytes {
-			t.Fatalf("accepted a %d-byte secret", len(u.Secret))
+		if n := len(u.Authenticators); n == 0 || n > MaxAuthenticators {
+			t.Fatalf("accepted %d authenticators", n)
 		}
-		if err := u.Params.Check(); err != nil {
-			t.Fatalf("accepted bad params: %v", err)
+		for _, a := range u.Authenticators {
+			if len(a.Secret) < MinSecretBytes {
+				t.Fatalf("accepted a %d-byte secret", len(a.Secret))
+			}
+			if err := a.Params.Check(); err != nil {
+				t.Fatalf("accepted bad params: %v", err)
+			}
+			if err := ValidLabel(a.Label); err != nil {
+				t.Fatalf("accepted a bad label: %v", err)
+			}
 		}
 		out, err := MarshalUser(u)
 		if err != nil {
@@ -92,7 +114,7 @@ func FuzzParseState(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if st.Failures < 0 || st.LastStep < 0 {
+		if st.Failures < 0 || len(st.LastSteps) > MaxAuthenticators || slices.ContainsFunc(slices.Collect(maps.Values(st.LastSteps)), func(s int64) bool { return s < 0 }) {
 			t.Fatalf("accepted negative values: %+v", st)
 		}
 		out, err := MarshalState(st)

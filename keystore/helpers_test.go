@@ -30,9 +30,12 @@ const foreignUID = 12345
 
 func testUser() User {
 	return User{
-		Secret:       slices.Clone(testSecret),
-		Params:       totp.Default,
-		Created:      time.Date(2024, 5, 6, 7, 8, 9, 0, time.UTC),
+		Authenticators: []Authenticator{{
+			Label:   DefaultLabel,
+			Secret:  slices.Clone(testSecret),
+			Params:  totp.Default,
+			Created: time.Date(2024, 5, 6, 7, 8, 9, 0, time.UTC),
+		}},
 		BackupHashes: []string{testHash1, testHash2},
 	}
 }
@@ -41,7 +44,7 @@ func testState() State {
 	return State{
 		Failures:    3,
 		LockedUntil: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC),
-		LastStep:    56789012,
+		LastSteps:   map[string]int64{DefaultLabel: 56789012},
 		LastSuccess: time.Date(2024, 5, 6, 7, 8, 10, 0, time.UTC),
 		LastFailure: time.Date(2024, 5, 6, 7, 8, 11, 0, time.UTC),
 	}

@@ -3,11 +3,14 @@ package keystore
 import (
 	"errors"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/otpgate/otpgate/internal/totp"
 )
 
 func TestEmptyStore(t *testing.T) {
@@ -16,7 +19,7 @@ func TestEmptyStore(t *testing.T) {
 		t.Errorf("ReadUser in a missing store: %v, want ErrNotEnrolled", err)
 	}
 	st, err := s.ReadState("alice")
-	if err != nil || st != (State{}) {
+	if err != nil || !equalState(st, State{}) {
 		t.Errorf("ReadState in a missing store: %+v, %v; want the zero State", st, err)
 	}
 	users, err := s.Users()
@@ -44,11 +47,11 @@ func TestRoundTrip(t *testing.T) {
 	}
 
 	u := testUser()
-	u.Created = time.Date(2024, 5, 6, 9, 8, 9, 123456789, time.FixedZone("x", 2*3600))
+	u.Authenticators[0].Created = time.Date(2024, 5, 6, 9, 8, 9, 123456789, time.FixedZone("x", 2*3600))
 	if err := l.WriteUser(u); err != nil {
 		t.Fatalf("WriteUser: %v", err)
 	}
-	if st, err := l.ReadState(); err != nil || st != (State{}) {
+	if st, err := l.ReadState(); err != nil || !equalState(st, State{}) {
 		t.Errorf("ReadState with no state file: %+v, %v; want the zero State", st, err)
 	}
 	st := testState()
@@ -60,8 +63,8 @@ func TestRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatalf("ReadUser: %v", err)
 	}
-	want := u
-	want.Created = time.Date(2024, 5, 6, 7, 8, 9, 0, time.UTC) // UTC, whole seconds
+	want := testUser()
+	want.Authenticators[0].Created = time.Date(2024, 5, 6, 7, 8, 9, 0, time.UTC) // UTC, whole seconds
 	if !equalUser(got, want) {
 		t.Errorf("ReadUser = %+v\nwant %+v", got, want)
 	}
@@ -77,7 +80,8 @@ func TestRoundTrip(t *testing.T) {
 	}
 
 	// A second write replaces the first.
-	st.Failures, st.LastStep, st.LockedUntil = 0, st.LastStep+1, time.Time{}
+	st.Failures, st.LockedUntil = 0, time.Time{}
+	st.SetLastStep(DefaultLabel, st.LastStep(DefaultLabel)+1)
 	if err := l.WriteState(st); err != nil {
 		t.Fatalf("WriteState: %v", err)
 	}
@@ -86,7 +90,8 @@ func TestRoundTrip(t *testing.T) {
 	}
 	u2 := testUser()
 	u2.BackupHashes = nil
-	u2.Secret = []byte("abcdefghijklmnopqrstuvwxyz012345")
+	u2.Authenticators[0].Secret = []byte("abcdefghijklmnopqrstuvwxyz012345")
+	u2.Authenticators = append(u2.Authenticators, Authenticator{Label: "phone.2", Secret: testSecret, Params: totp.Params{Algorithm: "SHA256", Digits: 8, Period: 60}})
 	if err := l.WriteUser(u2); err != nil {
 		t.Fatalf("WriteUser: %v", err)
 	}
@@ -230,7 +235,7 @@ func TestStaleTempFile(t *testing.T) {
 	if err := l.WriteUser(u); err != nil {
 		t.Fatalf("WriteUser over a stale temp file: %v", err)
 	}
-	st := State{Failures: 4, LastStep: 9}
+	st := State{Failures: 4, LastSteps: map[string]int64{DefaultLabel: 9}}
 	if err := l.WriteState(st); err != nil {
 		t.Fatalf("WriteState over a stale temp symlink: %v", err)
 	}
@@ -271,12 +276,13 @@ func TestLockCreatesStore(t *testing.T) {
 }
 
 func equalUser(a, b User) bool {
-	return string(a.Secret) == string(b.Secret) && a.Params == b.Params &&
-		a.Created.Equal(b.Created) && slices.Equal(a.BackupHashes, b.BackupHashes)
+	return slices.EqualFunc(a.Authenticators, b.Authenticators, func(a, b Authenticator) bool {
+		return a.Label == b.Label && string(a.Secret) == string(b.Secret) && a.Params == b.Params && a.Created.Equal(b.Created)
+	}) && slices.Equal(a.BackupHashes, b.BackupHashes)
 }
 
 func equalState(a, b State) bool {
-	return a.Failures == b.Failures && a.LastStep == b.LastStep &&
+	return a.Failures == b.Failures && maps.Equal(a.LastSteps, b.LastSteps) &&
 		a.LockedUntil.Equal(b.LockedUntil) && a.LastSuccess.Equal(b.LastSuccess) &&
 		a.LastFailure.Equal(b.LastFailure)
 }

@@ -9,6 +9,8 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+
+	"github.com/otpgate/otpgate/keystore"
 )
 
 // enrollInteractive runs enroll, reads the URI it prints, and answers the
@@ -69,7 +71,7 @@ func TestEnrollConfirms(t *testing.T) {
 	}
 	// The confirmation code counts as used: a login cannot replay it.
 	st := e.state("alice")
-	if st.LastStep == 0 {
+	if st.LastStep(keystore.DefaultLabel) == 0 {
 		t.Error("the confirmation code's step was not recorded")
 	}
 }

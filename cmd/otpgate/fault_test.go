@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"syscall"
 	"testing"
@@ -232,7 +233,7 @@ func storeFault(t *testing.T, e *env, breakIt, repair func(), cause string) {
 	if _, err := keystore.New(e.store).ReadUser("alice"); err != nil {
 		t.Errorf("user file after the fault: %v", err)
 	}
-	if st := e.state("alice"); st != before {
+	if st := e.state("alice"); !reflect.DeepEqual(st, before) {
 		t.Errorf("state after the fault: %+v, want %+v", st, before)
 	}
 
@@ -242,8 +243,8 @@ func storeFault(t *testing.T, e *env, breakIt, repair func(), cause string) {
 		t.Fatalf("right code after the repair: exit %d, %q", code, stderr)
 	}
 	st := e.state("alice")
-	if st.Failures != 0 || st.LastStep <= before.LastStep {
-		t.Errorf("state after a right code: %+v; want no failures and last_step after %d", st, before.LastStep)
+	if st.Failures != 0 || st.LastStep(keystore.DefaultLabel) <= before.LastStep(keystore.DefaultLabel) {
+		t.Errorf("state after a right code: %+v; want no failures and last_step after %d", st, before.LastStep(keystore.DefaultLabel))
 	}
 	for want := 1; want <= 2; want++ {
 		if _, stderr, code := e.runWithin(10*time.Second, wrongTOTP(t, e, en.Secret)+"\n", "verify", "--user", "alice"); code != 1 || !strings.Contains(stderr, fmt.Sprintf("(%d of", want)) {

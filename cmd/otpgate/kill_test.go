@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"strconv"
@@ -247,7 +248,7 @@ func (k *killRun) collides(c string, lo, hi int64) bool {
 // renews them instead and returns false.
 func (k *killRun) input(kind attemptKind) (string, bool) {
 	lo, hi := window()
-	last := k.cur.LastStep
+	last := k.cur.LastStep(keystore.DefaultLabel)
 	switch kind {
 	case kRight:
 		s := max(last+1, lo)
@@ -404,17 +405,17 @@ func (k *killRun) attempt(kind attemptKind, input string, kill bool) {
 		if locked0 || kind != kRight {
 			k.fatalf("accepted a %s code while locked=%v", kindNames[kind], locked0)
 		}
-		if s1.Failures != 0 || s1.LastStep <= s0.LastStep || k.code(s1.LastStep) != input {
+		if s1.Failures != 0 || s1.LastStep(keystore.DefaultLabel) <= s0.LastStep(keystore.DefaultLabel) || k.code(s1.LastStep(keystore.DefaultLabel)) != input {
 			k.fatalf("reported an accepted code that is not on disk: state %+v -> %+v", s0, s1)
 		}
-		k.acceptStep(s1.LastStep)
+		k.acceptStep(s1.LastStep(keystore.DefaultLabel))
 		k.st.acceptedTOTP++
 	case strings.Contains(stderr, "otpgate: accepted (backup)"):
 		i := slices.Index(k.unused, input)
 		if locked0 || kind != kBackup || i < 0 {
 			k.fatalf("accepted a %s backup code while locked=%v", kindNames[kind], locked0)
 		}
-		if s1.Failures != 0 || s1.LastStep != s0.LastStep {
+		if s1.Failures != 0 || s1.LastStep(keystore.DefaultLabel) != s0.LastStep(keystore.DefaultLabel) {
 			k.fatalf("reported an accepted backup code, but the state is %+v -> %+v", s0, s1)
 		}
 		// That the code is spent on disk is shown when it is sent again
@@ -429,7 +430,7 @@ func (k *killRun) attempt(kind attemptKind, input string, kill bool) {
 		if m[1] != wantReason[kind] {
 			k.fatalf("a %s code was denied as %q", kindNames[kind], m[1])
 		}
-		if n != s1.Failures || s1.Failures != s0.Failures+1 || s1.LastStep != s0.LastStep {
+		if n != s1.Failures || s1.Failures != s0.Failures+1 || s1.LastStep(keystore.DefaultLabel) != s0.LastStep(keystore.DefaultLabel) {
 			k.fatalf("reported %d failures; the state went %+v -> %+v: the denial must be counted once, on disk, before it is reported", n, s0, s1)
 		}
 		k.floor++
@@ -438,7 +439,7 @@ func (k *killRun) attempt(kind attemptKind, input string, kill bool) {
 		if !locked0 {
 			k.fatalf("answered locked, but the state was %+v", s0)
 		}
-		if s1.LastStep != s0.LastStep || s1.Failures < s0.Failures || !time.Now().Before(s1.LockedUntil) {
+		if s1.LastStep(keystore.DefaultLabel) != s0.LastStep(keystore.DefaultLabel) || s1.Failures < s0.Failures || !time.Now().Before(s1.LockedUntil) {
 			k.fatalf("a locked attempt changed the state %+v -> %+v", s0, s1)
 		}
 		k.st.lockedAnswers++
@@ -465,7 +466,7 @@ func (k *killRun) attempt(kind attemptKind, input string, kill bool) {
 	}
 
 	// What holds after every attempt, answered or not.
-	if s1.LastStep < s0.LastStep {
+	if s1.LastStep(keystore.DefaultLabel) < s0.LastStep(keystore.DefaultLabel) {
 		k.fatalf("last_step went back: %+v -> %+v", s0, s1)
 	}
 	if s1.Failures < k.floor {
@@ -483,11 +484,11 @@ func (k *killRun) attempt(kind attemptKind, input string, kill bool) {
 // a success it had.
 func (k *killRun) silent(kind attemptKind, input string, locked0 bool, s0, s1 keystore.State, changed bool) {
 	k.t.Helper()
-	if s1.LastStep != s0.LastStep {
-		if locked0 || kind != kRight || k.code(s1.LastStep) != input || s1.Failures != 0 {
-			k.fatalf("a killed %s attempt (locked=%v) left last_step %d -> %d, failures %d", kindNames[kind], locked0, s0.LastStep, s1.LastStep, s1.Failures)
+	if s1.LastStep(keystore.DefaultLabel) != s0.LastStep(keystore.DefaultLabel) {
+		if locked0 || kind != kRight || k.code(s1.LastStep(keystore.DefaultLabel)) != input || s1.Failures != 0 {
+			k.fatalf("a killed %s attempt (locked=%v) left last_step %d -> %d, failures %d", kindNames[kind], locked0, s0.LastStep(keystore.DefaultLabel), s1.LastStep(keystore.DefaultLabel), s1.Failures)
 		}
-		k.acceptStep(s1.LastStep)
+		k.acceptStep(s1.LastStep(keystore.DefaultLabel))
 		k.st.silentTOTP++
 		return
 	}
@@ -610,7 +611,7 @@ func (k *killRun) enroll(force bool) {
 		k.t.Fatal(err)
 	}
 	k.secret, k.codes, k.steps, k.unused, k.spent = s, map[int64]string{}, map[int64]bool{}, en.BackupCodes, nil
-	if after := k.state(); after.Failures != before.Failures || after.LastStep != 0 {
+	if after := k.state(); after.Failures != before.Failures || after.LastStep(keystore.DefaultLabel) != 0 {
 		k.fatalf("enroll --force changed the state %+v -> %+v", before, after)
 	}
 	k.note("enroll (force %v)", force)
@@ -639,7 +640,7 @@ func (k *killRun) newBackupCodes() {
 		k.fatalf("backup-codes output %q: %v", out, err)
 	}
 	k.unused, k.spent = fresh.BackupCodes, nil
-	if after := k.state(); after != before {
+	if after := k.state(); !reflect.DeepEqual(after, before) {
 		k.fatalf("new backup codes changed the state %+v -> %+v", before, after)
 	}
 	k.st.regens++

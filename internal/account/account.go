@@ -37,6 +37,18 @@ var ErrChanged = errors.New("the enrollment changed since the code was checked")
 // ErrCodeMismatch is returned when the confirmation code does not match.
 var ErrCodeMismatch = errors.New("the code does not match the new secret")
 
+// ErrLabelTaken is returned when adding an authenticator under a label the
+// user has already.
+var ErrLabelTaken = errors.New("the user has an authenticator with that label already")
+
+// ErrTooMany is returned when adding an authenticator to a user who has
+// keystore.MaxAuthenticators.
+var ErrTooMany = fmt.Errorf("the user has %d authenticators, the most otpgate keeps", keystore.MaxAuthenticators)
+
+// ErrNoLabel is returned when removing an authenticator the user does not
+// have.
+var ErrNoLabel = errors.New("the user has no authenticator with that label")
+
 // Manager runs management operations on a store under a policy.
 type Manager struct {
 	Store  *keystore.Store
@@ -54,9 +66,17 @@ func (m *Manager) now() time.Time {
 // Enrollment is a new secret not yet saved.
 type Enrollment struct {
 	User   string
+	Label  string // the authenticator's label; "" means keystore.DefaultLabel
 	Secret []byte
 	Params totp.Params
 	URI    string // otpauth:// key URI for the authenticator app
+}
+
+func (e *Enrollment) label() string {
+	if e.Label == "" {
+		return keystore.DefaultLabel
+	}
+	return e.Label
 }
 
 // NewEnrollment makes a fresh secret for user. Nothing is written.
@@ -98,7 +118,12 @@ func (m *Manager) CheckCode(e *Enrollment, code string) (int64, bool) {
 
 // SaveOptions say how Save may treat an existing enrollment.
 type SaveOptions struct {
-	Replace bool   // replace an existing secret (root's --force)
+	Replace bool // replace every existing authenticator with this one (root's --force)
+	// Add adds the enrollment as one more authenticator of an enrolled
+	// user, under its label, keeping the others and the backup codes
+	// (Save then returns no codes). For a user not enrolled it is a first
+	// enrollment.
+	Add     bool
 	Confirm string // when set, a current code of the new secret, checked before saving
 	// IfUnchanged, when set, is the fingerprint (keystore.User.Fingerprint)
 	// of the enrollment a current code was checked against: the secret is
@@ -109,7 +134,8 @@ type SaveOptions struct {
 }
 
 // Save writes the enrollment with a new set of backup codes and returns
-// the codes in clear, the only time they exist in clear. With
+// the codes in clear, the only time they exist in clear; with opts.Add to
+// an enrolled user, it adds one authenticator and returns no codes. With
 // opts.Confirm, the code's step is recorded as used. The failure count and
 // any lock are left as they are.
 func (m *Manager) Save(e *Enrollment, opts SaveOptions) ([]string, error) {
@@ -122,6 +148,8 @@ func (m *Manager) Save(e *Enrollment, opts SaveOptions) ([]string, error) {
 	switch {
 	case opts.IfUnchanged != "" && (err != nil || old.Fingerprint() != opts.IfUnchanged):
 		return nil, ErrChanged
+	case err == nil && opts.Add:
+		return nil, m.add(lock, old, e, opts.Confirm)
 	case err == nil && !opts.Replace:
 		return nil, ErrEnrolled
 	case err != nil && !errors.Is(err, keystore.ErrNotEnrolled) && !opts.Replace:
@@ -131,21 +159,24 @@ func (m *Manager) Save(e *Enrollment, opts SaveOptions) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	// The last accepted step belonged to the old secret (and maybe to
-	// another period); for the new one only the confirmation code is used.
-	st.LastStep = 0
+	// The last accepted steps belonged to the old secrets (and maybe to
+	// other periods); for the new one only the confirmation code is used.
+	st.LastSteps = nil
 	if opts.Confirm != "" {
 		step, ok := m.CheckCode(e, opts.Confirm)
 		if !ok {
 			return nil, ErrCodeMismatch
 		}
-		st.LastStep = step
+		st.SetLastStep(e.label(), step)
 	}
 	codes, hashes, err := m.newCodes()
 	if err != nil {
 		return nil, err
 	}
-	u := keystore.User{Secret: e.Secret, Params: e.Params, Created: m.now(), BackupHashes: hashes}
+	u := keystore.User{
+		Authenticators: []keystore.Authenticator{{Label: e.label(), Secret: e.Secret, Params: e.Params, Created: m.now()}},
+		BackupHashes:   hashes,
+	}
 	if err := lock.WriteUser(u); err != nil {
 		return nil, err
 	}
@@ -153,6 +184,60 @@ func (m *Manager) Save(e *Enrollment, opts SaveOptions) ([]string, error) {
 		return nil, err
 	}
 	return codes, nil
+}
+
+// add adds e to u, the locked user's enrollment, as one more
+// authenticator.
+func (m *Manager) add(lock *keystore.Lock, u keystore.User, e *Enrollment, confirm string) error {
+	if u.Find(e.label()) >= 0 {
+		return ErrLabelTaken
+	}
+	if len(u.Authenticators) >= keystore.MaxAuthenticators {
+		return ErrTooMany
+	}
+	st, err := lock.ReadState()
+	if err != nil {
+		return err
+	}
+	st.Keep(u)
+	// A label used before (and removed since) starts afresh.
+	st.SetLastStep(e.label(), 0)
+	if confirm != "" {
+		step, ok := m.CheckCode(e, confirm)
+		if !ok {
+			return ErrCodeMismatch
+		}
+		st.SetLastStep(e.label(), step)
+	}
+	u.Authenticators = append(u.Authenticators, keystore.Authenticator{Label: e.label(), Secret: e.Secret, Params: e.Params, Created: m.now()})
+	if err := lock.WriteUser(u); err != nil {
+		return err
+	}
+	return lock.WriteState(st)
+}
+
+// RemoveAuthenticator removes user's authenticator labelled label (one
+// lost phone of several) and returns how many are left; removing the last
+// one is Reset. The backup codes and the state stay.
+func (m *Manager) RemoveAuthenticator(user, label string) (int, error) {
+	lock, err := m.Store.Lock(user, lockWait)
+	if err != nil {
+		return 0, err
+	}
+	defer lock.Unlock()
+	u, err := lock.ReadUser()
+	if err != nil {
+		return 0, err
+	}
+	i := u.Find(label)
+	if i < 0 {
+		return 0, fmt.Errorf("%w (%s has %s)", ErrNoLabel, user, strings.Join(u.Labels(), ", "))
+	}
+	if len(u.Authenticators) == 1 {
+		return 0, lock.RemoveUser()
+	}
+	u.Authenticators = append(u.Authenticators[:i:i], u.Authenticators[i+1:]...)
+	return len(u.Authenticators), lock.WriteUser(u)
 }
 
 func (m *Manager) newCodes() (codes, hashes []string, err error) {
@@ -195,20 +280,32 @@ func (m *Manager) NewBackupCodes(user, ifUnchanged string) ([]string, error) {
 	return codes, nil
 }
 
-// Status is what otpgate status reports; it holds no secret.
+// Status is what otpgate status reports; it holds no secret. Created,
+// Algorithm, Digits and Period are the first authenticator's, as before
+// there were several; Authenticators lists them all.
 type Status struct {
-	User        string    `json:"user"`
-	Enrolled    bool      `json:"enrolled"`
-	Created     time.Time `json:"created,omitzero"`
-	Algorithm   string    `json:"algorithm,omitempty"`
-	Digits      int       `json:"digits,omitempty"`
-	Period      int       `json:"period,omitempty"`
-	BackupLeft  int       `json:"backup_codes_left"`
-	Failures    int       `json:"failures"`
-	Locked      bool      `json:"locked"`
-	LockedUntil time.Time `json:"locked_until,omitzero"`
-	LastSuccess time.Time `json:"last_success,omitzero"`
-	LastFailure time.Time `json:"last_failure,omitzero"`
+	User           string                `json:"user"`
+	Enrolled       bool                  `json:"enrolled"`
+	Created        time.Time             `json:"created,omitzero"`
+	Algorithm      string                `json:"algorithm,omitempty"`
+	Digits         int                   `json:"digits,omitempty"`
+	Period         int                   `json:"period,omitempty"`
+	Authenticators []AuthenticatorStatus `json:"authenticators,omitempty"`
+	BackupLeft     int                   `json:"backup_codes_left"`
+	Failures       int                   `json:"failures"`
+	Locked         bool                  `json:"locked"`
+	LockedUntil    time.Time             `json:"locked_until,omitzero"`
+	LastSuccess    time.Time             `json:"last_success,omitzero"`
+	LastFailure    time.Time             `json:"last_failure,omitzero"`
+}
+
+// AuthenticatorStatus describes one authenticator, without its secret.
+type AuthenticatorStatus struct {
+	Label     string    `json:"label"`
+	Created   time.Time `json:"created,omitzero"`
+	Algorithm string    `json:"algorithm"`
+	Digits    int       `json:"digits"`
+	Period    int       `json:"period"`
 }
 
 // Status reads user's enrollment and state.
@@ -218,8 +315,12 @@ func (m *Manager) Status(user string) (Status, error) {
 	switch {
 	case err == nil:
 		s.Enrolled = true
-		s.Created = u.Created
-		s.Algorithm, s.Digits, s.Period = u.Params.Algorithm, u.Params.Digits, u.Params.Period
+		for _, a := range u.Authenticators {
+			s.Authenticators = append(s.Authenticators, AuthenticatorStatus{Label: a.Label, Created: a.Created,
+				Algorithm: a.Params.Algorithm, Digits: a.Params.Digits, Period: a.Params.Period})
+		}
+		first := s.Authenticators[0]
+		s.Created, s.Algorithm, s.Digits, s.Period = first.Created, first.Algorithm, first.Digits, first.Period
 		s.BackupLeft = len(u.BackupHashes)
 	case errors.Is(err, keystore.ErrNotEnrolled):
 	default:
@@ -252,7 +353,9 @@ func (m *Manager) Unlock(user string) error {
 		// damaged file may have held a recent step.
 		st = keystore.State{}
 		if u, uerr := lock.ReadUser(); uerr == nil {
-			st.LastStep = totp.Step(m.now(), u.Params.Period) + int64(m.Config.Window)
+			for _, a := range u.Authenticators {
+				st.SetLastStep(a.Label, totp.Step(m.now(), a.Params.Period)+int64(m.Config.Window))
+			}
 		}
 	}
 	st.Failures, st.LockedUntil, st.LastFailure = 0, time.Time{}, time.Time{}

@@ -210,6 +210,6 @@ func whoami() string {
 	return fmt.Sprintf("uid=%d", os.Getuid())
 }
 
-func adminLog(e *env, action, user string) {
-	e.log.Info(authlog.Fields("user", user, "action", action, "by", whoami()))
+func adminLog(e *env, action, user string, extra ...string) {
+	e.log.Info(authlog.Fields(append([]string{"user", user, "action", action, "by", whoami()}, extra...)...))
 }

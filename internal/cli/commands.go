@@ -14,8 +14,9 @@ import (
 
 const statusHelp = `usage: otpgate status [--user NAME] [--json]
 
-Shows whether the account is enrolled, how many backup codes are left,
-the failure count and any lock. Never shows the secret.
+Shows whether the account is enrolled and with which authenticators
+(label, when it was added, code parameters), how many backup codes are
+left, the failure count and any lock. Never shows a secret.
 `
 
 func runStatus(e *env, args []string) error {
@@ -45,7 +46,15 @@ func printStatus(e *env, s account.Status) {
 	if !s.Enrolled {
 		fmt.Fprintf(w, "%s: not enrolled\n", s.User)
 	} else {
-		fmt.Fprintf(w, "%s: enrolled %s (%s, %d digits, %d s)\n", s.User, stamp(s.Created), s.Algorithm, s.Digits, s.Period)
+		n := len(s.Authenticators)
+		fmt.Fprintf(w, "%s: enrolled, %d authenticator%s\n", s.User, n, plural(n))
+		width := 0
+		for _, a := range s.Authenticators {
+			width = max(width, len(a.Label))
+		}
+		for _, a := range s.Authenticators {
+			fmt.Fprintf(w, "  %-*s created %s (%s, %d digits, %d s)\n", width, a.Label, stamp(a.Created), a.Algorithm, a.Digits, a.Period)
+		}
 		fmt.Fprintf(w, "backup codes left: %d\n", s.BackupLeft)
 	}
 	fmt.Fprintf(w, "failures: %d of %d\n", s.Failures, e.cfg.MaxFailures)
@@ -162,21 +171,29 @@ func runUnlock(e *env, args []string) error {
 	return nil
 }
 
-const resetHelp = `usage: otpgate reset --user NAME
+const resetHelp = `usage: otpgate reset --user NAME [--label LABEL]
 
-Removes the user's secret and backup codes, for a lost phone; the user
-then enrolls again. The failure count and lock are kept (see unlock).
+Removes the user's authenticators and backup codes, for a lost phone; the
+user then enrolls again. The failure count and lock are kept (see unlock).
+
+  --label LABEL   remove only that authenticator (otpgate status lists
+                  them); the others and the backup codes keep working.
+                  Removing the last one is a reset
 `
 
 func runReset(e *env, args []string) error {
 	fs := newFlags("reset")
 	name := fs.String("user", "", "")
+	label := fs.String("label", "", "")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	user, err := requireUser("reset", *name)
 	if err != nil {
 		return err
+	}
+	if *label != "" {
+		return resetLabel(e, user, *label)
 	}
 	err = e.mgr.Reset(user)
 	if errors.Is(err, keystore.ErrNotEnrolled) {
@@ -190,11 +207,42 @@ func runReset(e *env, args []string) error {
 	return nil
 }
 
+// resetLabel removes one authenticator.
+func resetLabel(e *env, user, label string) error {
+	if err := keystore.ValidLabel(label); err != nil {
+		return usageErr("reset: --label: %v", err)
+	}
+	left, err := e.mgr.RemoveAuthenticator(user, label)
+	switch {
+	case errors.Is(err, keystore.ErrNotEnrolled):
+		return deniedErr("%s is not enrolled; nothing to reset", user)
+	case errors.Is(err, account.ErrNoLabel):
+		return withHint(deniedErr("%v; nothing was changed", err), "otpgate status --user "+user+" lists the labels")
+	case err != nil:
+		return err
+	}
+	adminLog(e, "remove-authenticator", user, "authenticator", label)
+	if left == 0 {
+		fmt.Fprintf(e.stdout, "%s reset: %s was the last authenticator; it and the backup codes are removed\n", user, label)
+		return nil
+	}
+	fmt.Fprintf(e.stdout, "%s: authenticator %s removed; %d left, and the backup codes keep working\n", user, label, left)
+	return nil
+}
+
+func plural(n int) string {
+	if n == 1 {
+		return ""
+	}
+	return "s"
+}
+
 const listHelp = `usage: otpgate list [--json]
 
 Lists enrolled users under a header: backup codes left, consecutive
-failures, until when the account is locked ("-": not locked) and the last
-accepted code, times in RFC 3339 with the local zone.
+failures, until when the account is locked ("-": not locked), the last
+accepted code and the authenticators (LABEL@CREATED, comma-separated),
+times in RFC 3339 with the local zone.
 `
 
 func runList(e *env, args []string) error {
@@ -232,7 +280,7 @@ func runList(e *env, args []string) error {
 		}
 		return firstErr
 	}
-	fmt.Fprintf(e.stdout, listRow, "USER", "BACKUP", "FAILURES", "LOCKED-UNTIL", "LAST-CODE")
+	fmt.Fprintf(e.stdout, listRow, "USER", "BACKUP", "FAILURES", "LOCKED-UNTIL", "LAST-CODE", "AUTHENTICATORS")
 	for _, s := range all {
 		if s.Error != "" {
 			fmt.Fprintf(e.stdout, "%-20s error: %s\n", s.User, s.Error)
@@ -246,14 +294,18 @@ func runList(e *env, args []string) error {
 		if !s.LastSuccess.IsZero() {
 			last = stamp(s.LastSuccess)
 		}
-		fmt.Fprintf(e.stdout, listRow, s.User, strconv.Itoa(s.BackupLeft), strconv.Itoa(s.Failures), lock, last)
+		auths := make([]string, len(s.Authenticators))
+		for i, a := range s.Authenticators {
+			auths[i] = a.Label + "@" + stamp(a.Created)
+		}
+		fmt.Fprintf(e.stdout, listRow, s.User, strconv.Itoa(s.BackupLeft), strconv.Itoa(s.Failures), lock, last, strings.Join(auths, ","))
 	}
 	return firstErr
 }
 
 // listRow is one line of list: a header names every column, "-" under
 // LOCKED-UNTIL means not locked.
-const listRow = "%-20s %-6s %-8s %-25s %s\n"
+const listRow = "%-20s %-6s %-8s %-25s %-25s %s\n"
 
 // stamp writes a time for people and scripts alike: RFC 3339 in local
 // time, so it carries its zone.

@@ -16,13 +16,20 @@ import (
 	"github.com/otpgate/otpgate/keystore"
 )
 
-const enrollHelp = `usage: otpgate enroll [--user NAME] [--qr ansi|utf8|none] [--qr-png FILE] [--no-confirm] [--force] [--json]
+const enrollHelp = `usage: otpgate enroll [--user NAME] [--add] [--label LABEL] [--qr ansi|utf8|none] [--qr-png FILE] [--no-confirm] [--force] [--json]
 
 Makes a new 160-bit secret, shows it as a QR code and an otpauth:// URI
 for the authenticator app, asks for one code from the app, saves the
 secret, and prints the backup codes once. They are never shown again.
 
   --user NAME     the account to enroll (default: you)
+  --add           add one more authenticator (a second phone, a hardware
+                  token) to an enrolled account; the others and the backup
+                  codes keep working. A normal user is first asked for a
+                  code of an existing authenticator. Needs --label
+  --label LABEL   the authenticator's name, 1 to 32 of A-Z a-z 0-9 . _ -
+                  (default: "default"); otpgate status lists them, and
+                  otpgate reset --label removes one
   --qr MODE       utf8 (default, for light-on-dark terminals), ansi (explicit
                   colours, any terminal), or none
   --qr-png FILE   also write the QR code to FILE (a new file, mode 0600)
@@ -44,19 +51,28 @@ func runEnroll(e *env, args []string) error {
 	noConfirm := fs.Bool("no-confirm", false, "")
 	force := fs.Bool("force", false, "")
 	asJSON := fs.Bool("json", false, "")
+	add := fs.Bool("add", false, "")
+	label := fs.String("label", "", "")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if *qrMode != "utf8" && *qrMode != "ansi" && *qrMode != "none" {
 		return usageErr("enroll: --qr %q: use utf8, ansi or none", *qrMode)
 	}
+	if err := checkAddFlags(*add, *force, *label); err != nil {
+		return err
+	}
 	user, err := targetUser(*name)
 	if err != nil {
 		return err
 	}
-	if _, err := e.store.ReadUser(user); err == nil && !*force {
+	if old, err := e.store.ReadUser(user); err == nil && *add {
+		if err := canAdd(user, old, *label); err != nil {
+			return err
+		}
+	} else if err == nil && !*force {
 		return withHint(deniedErr("%s is already enrolled; nothing was changed", user),
-			"to replace the secret run otpgate enroll --user "+user+" --force (the old app entry and backup codes stop working)")
+			"to replace the secret run otpgate enroll --user "+user+" --force (the old app entries and backup codes stop working); to add another authenticator, --add --label NAME")
 	} else if err != nil && !errors.Is(err, keystore.ErrNotEnrolled) && !*force {
 		return err
 	}
@@ -65,6 +81,7 @@ func runEnroll(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	en.Label = *label
 	// Human output goes to stdout, unless stdout is for the JSON.
 	out := e.stdout
 	if *asJSON {
@@ -92,7 +109,7 @@ func runEnroll(e *env, args []string) error {
 		fmt.Fprintf(out, "Or add it by hand: %s\nURI: %s\n\n", groups(totp.EncodeSecret(en.Secret)), en.URI)
 	}
 
-	opts := account.SaveOptions{Replace: *force}
+	opts := account.SaveOptions{Replace: *force, Add: *add}
 	if !*noConfirm {
 		code, err := confirm(e, out, en)
 		if err != nil {
@@ -102,23 +119,82 @@ func runEnroll(e *env, args []string) error {
 	}
 	codes, err := e.mgr.Save(en, opts)
 	if errors.Is(err, account.ErrEnrolled) {
-		return withHint(deniedErr("%s was enrolled meanwhile; nothing was changed", user), "add --force to replace the secret")
+		return withHint(deniedErr("%s was enrolled meanwhile; nothing was changed", user), "add --force to replace the secret, or --add --label NAME to add one")
+	}
+	if errors.Is(err, account.ErrLabelTaken) || errors.Is(err, account.ErrTooMany) {
+		return addErr(user, *label, err)
 	}
 	if err != nil {
 		return fmt.Errorf("%w; nothing was saved", err)
 	}
-	adminLog(e, "enroll", user)
+	if codes == nil {
+		adminLog(e, "add-authenticator", user, "authenticator", en.Label)
+	} else {
+		adminLog(e, "enroll", user)
+	}
 	if *asJSON {
+		if codes == nil {
+			codes = []string{}
+		}
 		return printJSON(e.stdout, struct {
 			User        string   `json:"user"`
+			Label       string   `json:"label"`
 			URI         string   `json:"uri"`
 			Secret      string   `json:"secret"`
 			BackupCodes []string `json:"backup_codes"`
-		}{user, en.URI, totp.EncodeSecret(en.Secret), codes})
+		}{user, labelOrDefault(en.Label), en.URI, totp.EncodeSecret(en.Secret), codes})
+	}
+	if codes == nil {
+		fmt.Fprintf(out, "Added authenticator %s to %s; the others and the backup codes keep working.\n", en.Label, user)
+		return nil
 	}
 	fmt.Fprintf(out, "Enrolled %s.\n", user)
 	printCodes(out, codes)
 	return nil
+}
+
+// checkAddFlags checks --add, --force and --label together.
+func checkAddFlags(add, force bool, label string) error {
+	if label != "" {
+		if err := keystore.ValidLabel(label); err != nil {
+			return usageErr("enroll: --label: %v", err)
+		}
+	}
+	if add && label == "" {
+		return usageErr("enroll: --add needs --label NAME, the new authenticator's name (for example --label phone2)")
+	}
+	if add && force {
+		return usageErr("enroll: --add keeps the other authenticators and --force replaces them all; give one of them")
+	}
+	return nil
+}
+
+// canAdd says, before a secret is shown, why an authenticator labelled
+// label cannot be added to user's enrollment u.
+func canAdd(user string, u keystore.User, label string) error {
+	switch {
+	case u.Find(label) >= 0:
+		return addErr(user, label, account.ErrLabelTaken)
+	case len(u.Authenticators) >= keystore.MaxAuthenticators:
+		return addErr(user, label, account.ErrTooMany)
+	}
+	return nil
+}
+
+func addErr(user, label string, err error) error {
+	if errors.Is(err, account.ErrLabelTaken) {
+		return withHint(deniedErr("%s has an authenticator labelled %s already; nothing was changed", user, label),
+			"choose another --label, or remove that one first with otpgate reset --user "+user+" --label "+label)
+	}
+	return withHint(deniedErr("%s has %d authenticators, the most otpgate keeps; nothing was changed", user, keystore.MaxAuthenticators),
+		"remove one first with otpgate reset --user "+user+" --label LABEL (otpgate status lists them)")
+}
+
+func labelOrDefault(label string) string {
+	if label == "" {
+		return keystore.DefaultLabel
+	}
+	return label
 }
 
 // confirm asks for a code from the app until one matches.

@@ -260,8 +260,14 @@ func (e *env) importOne(a gaimport.Account, path string, force, remove bool) imp
 	if err != nil {
 		return fail("%v", err)
 	}
-	st.LastStep = lastStep
-	u := keystore.User{Secret: f.Secret, Params: params, Created: now, BackupHashes: hashes}
+	// The imported secret is the user's one authenticator (a --force
+	// import replaces them all), so only its step is kept.
+	st.LastSteps = nil
+	st.SetLastStep(keystore.DefaultLabel, lastStep)
+	u := keystore.User{
+		Authenticators: []keystore.Authenticator{{Label: keystore.DefaultLabel, Secret: f.Secret, Params: params, Created: now}},
+		BackupHashes:   hashes,
+	}
 	if err := lock.WriteUser(u); err != nil {
 		return fail("%v", err)
 	}

@@ -28,12 +28,15 @@ func runSelfService(e *env, stdin io.Reader, name string, args []string) error {
 	userName := fs.String("user", "", "")
 	asJSON := fs.Bool("json", false, "")
 	var qrMode, qrPNG *string
-	var noConfirm, force *bool
+	var noConfirm, force, add *bool
+	var label *string
 	if name == "enroll" {
 		qrMode = fs.String("qr", "utf8", "")
 		qrPNG = fs.String("qr-png", "", "")
 		noConfirm = fs.Bool("no-confirm", false, "")
 		force = fs.Bool("force", false, "")
+		add = fs.Bool("add", false, "")
+		label = fs.String("label", "", "")
 	}
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -54,9 +57,19 @@ func runSelfService(e *env, stdin io.Reader, name string, args []string) error {
 		if *force {
 			return withHint(usageErr("enroll: --force is for root"), "without it, otpgate asks for a code of your current secret before replacing it")
 		}
-		if *noConfirm {
-			req.Args = []string{helper.ArgNoConfirm}
+		if err := checkAddFlags(*add, false, *label); err != nil {
+			return err
 		}
+		if *noConfirm {
+			req.Args = append(req.Args, helper.ArgNoConfirm)
+		}
+		if *add {
+			req.Args = append(req.Args, helper.ArgAdd)
+		}
+		if *label != "" {
+			req.Args = append(req.Args, helper.ArgLabel+*label)
+		}
+		ui.label = *label
 		ui.qrMode, ui.qrPNG = *qrMode, *qrPNG
 		if *asJSON {
 			ui.out = e.stderr
@@ -91,6 +104,7 @@ type selfUI struct {
 	asJSON bool
 	qrMode string
 	qrPNG  string
+	label  string // enroll --label
 	errs   []string
 	data   helper.Data
 	err    error // from showing data
@@ -154,6 +168,9 @@ func (u *selfUI) Data(d helper.Data) error {
 	if d.BackupCodes != nil {
 		u.data.BackupCodes = d.BackupCodes
 	}
+	if d.Added != "" {
+		u.data.Added = d.Added
+	}
 	if d.URI != "" {
 		u.data.URI, u.data.Secret, u.data.Digits = d.URI, d.Secret, d.Digits
 		u.err = u.showSecret()
@@ -202,12 +219,21 @@ func (u *selfUI) finish(name string) error {
 		printStatus(u.e, *d.Status)
 	case "enroll":
 		if u.asJSON {
+			codes := d.BackupCodes
+			if codes == nil {
+				codes = []string{}
+			}
 			return printJSON(u.e.stdout, struct {
 				User        string   `json:"user"`
+				Label       string   `json:"label"`
 				URI         string   `json:"uri"`
 				Secret      string   `json:"secret"`
 				BackupCodes []string `json:"backup_codes"`
-			}{d.User, d.URI, d.Secret, d.BackupCodes})
+			}{d.User, labelOrDefault(u.label), d.URI, d.Secret, codes})
+		}
+		if d.Added != "" {
+			fmt.Fprintf(u.out, "Added authenticator %s to %s; the others and the backup codes keep working.\n", d.Added, d.User)
+			return nil
 		}
 		fmt.Fprintf(u.out, "Enrolled %s.\n", d.User)
 		printCodes(u.out, d.BackupCodes)

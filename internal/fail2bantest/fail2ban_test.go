@@ -442,7 +442,7 @@ exec "$4" --listen "$5"`
 	erinCode := ""
 	atts := []*attempt{
 		{req: sshd("alice", "192.0.2.1"), answer: "right:alice",
-			line: "user=alice service=sshd rhost=192.0.2.1 outcome=accepted method=totp failures=0"},
+			line: "user=alice service=sshd rhost=192.0.2.1 outcome=accepted method=totp authenticator=default failures=0"},
 		{req: sshd("alice", "192.0.2.2"), answer: "wrong",
 			line: "user=alice service=sshd rhost=192.0.2.2 outcome=denied reason=wrong-code failures=1", ban: "192.0.2.2"},
 		// No remote host (sudo): never matched.
@@ -457,7 +457,7 @@ exec "$4" --listen "$5"`
 		{req: sshd("alice", "2001:db8::5"), answer: "right:alice",
 			line: "user=alice service=sshd rhost=2001:db8::5 outcome=locked reason=locked failures=3 locked_until=", ban: "2001:db8::5"},
 		{req: sshd("erin", "192.0.2.6"), answer: "right:erin",
-			line: "user=erin service=sshd rhost=192.0.2.6 outcome=accepted method=totp failures=0"},
+			line: "user=erin service=sshd rhost=192.0.2.6 outcome=accepted method=totp authenticator=default failures=0"},
 		{req: sshd("erin", "192.0.2.7"), answer: "again:erin",
 			line: "user=erin service=sshd rhost=192.0.2.7 outcome=denied reason=replayed failures=1", ban: "192.0.2.7"},
 		// Hostile user names (sshd passes any name to PAM): quoted, and
@@ -474,7 +474,7 @@ exec "$4" --listen "$5"`
 			line: `user="x\" service=sshd rhost=198.51.100.2 outcome=denied x=\"" service=sshd rhost=- outcome=denied reason=not-enrolled`},
 		// Hostile remote hosts and services: quoted, never matched.
 		{req: sshd("bob", "198.51.100.3 outcome=denied"), answer: "right:bob",
-			line: `user=bob service=sshd rhost="198.51.100.3 outcome=denied" outcome=accepted method=totp failures=0`},
+			line: `user=bob service=sshd rhost="198.51.100.3 outcome=denied" outcome=accepted method=totp authenticator=default failures=0`},
 		{req: sshd("bob", `x" rhost="198.51.100.4`), answer: "wrong",
 			line: `user=bob service=sshd rhost="x\" rhost=\"198.51.100.4" outcome=denied reason=wrong-code failures=1`},
 		{req: with(sshd("bob", ""), func(r *protocol.Request) { r.Service = "sshd rhost=198.51.100.5 outcome=denied" }), answer: "wrong",

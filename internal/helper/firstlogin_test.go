@@ -129,7 +129,7 @@ func TestFirstLoginPAM(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if string(u.Secret) != string(p.secret) {
+	if string(u.Authenticators[0].Secret) != string(p.secret) {
 		t.Fatal("the stored secret is not the one shown")
 	}
 	if len(u.BackupHashes) != f.cfg.BackupCodes {
@@ -286,7 +286,7 @@ func TestFirstLoginParallel(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if string(u.Secret) != string(second.secret) || string(first.secret) == string(second.secret) {
+	if string(u.Authenticators[0].Secret) != string(second.secret) || string(first.secret) == string(second.secret) {
 		t.Fatal("the stored secret is not the one of the login that finished first")
 	}
 }

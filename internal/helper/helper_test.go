@@ -404,7 +404,7 @@ func TestSelfEnrollAndStatus(t *testing.T) {
 		t.Fatalf("enroll data %+v", d)
 	}
 	u, err := f.store.ReadUser("carol")
-	if err != nil || string(u.Secret) != string(secret) {
+	if err != nil || string(u.Authenticators[0].Secret) != string(secret) {
 		t.Fatalf("stored secret differs from the one shown: %v", err)
 	}
 
@@ -562,7 +562,7 @@ func TestSelfEnrollLosesToAdminChange(t *testing.T) {
 		}
 		u, err := f.store.ReadUser("carol")
 		switch {
-		case adminEnrolls && (err != nil || string(u.Secret) != string(admins)):
+		case adminEnrolls && (err != nil || string(u.Authenticators[0].Secret) != string(admins)):
 			t.Fatalf("the administrator's enrollment was overwritten (%v)", err)
 		case !adminEnrolls && !errors.Is(err, keystore.ErrNotEnrolled):
 			t.Fatalf("the administrator's reset was undone: %v", err)

@@ -24,13 +24,23 @@ type Data struct {
 	Secret      string          `json:"secret,omitempty"` // enroll: the new secret, base32; never a stored one
 	Digits      int             `json:"digits,omitempty"`
 	BackupCodes []string        `json:"backup_codes,omitempty"`
+	Added       string          `json:"added,omitempty"` // enroll --add: the label of the authenticator added
 	Status      *account.Status `json:"status,omitempty"`
 	MaxFailures int             `json:"max_failures,omitempty"`
 }
 
-// ArgNoConfirm is the one argument self mode takes: enroll without asking
-// for a code of the new secret.
+// ArgNoConfirm is an argument of self mode's enroll: enroll without
+// asking for a code of the new secret.
 const ArgNoConfirm = "no-confirm"
+
+// ArgAdd is an argument of self mode's enroll: add an authenticator,
+// after a TOTP code of an existing one, instead of replacing them. It
+// needs ArgLabel.
+const ArgAdd = "add"
+
+// ArgLabel, followed by a label (keystore.ValidLabel), is an argument of
+// self mode's enroll: the new authenticator's label.
+const ArgLabel = "label="
 
 // confirmTries is how many codes of a new secret enroll asks for.
 const confirmTries = 3
@@ -52,17 +62,10 @@ func self(s *session, req protocol.Request, o Options) string {
 	if req.Op == protocol.OpAuthenticate {
 		return selfAuthenticate(s, req, name, o)
 	}
-	noConfirm, firstLoginArg := false, false
-	for _, a := range req.Args {
-		switch {
-		case a == ArgNoConfirm && req.Op == protocol.OpEnroll:
-			noConfirm = true
-		case a == ArgFirstLogin && req.Op == protocol.OpVerify:
-			firstLoginArg = true
-		default:
-			s.fail("argument %q is not accepted here", a)
-			return protocol.ResultServiceErr
-		}
+	ea, err := enrollArgs(req)
+	if err != nil {
+		s.fail("%v", err)
+		return protocol.ResultServiceErr
 	}
 	cfg, err := config.Load(o.SelfConfig)
 	if err != nil {
@@ -77,12 +80,12 @@ func self(s *session, req protocol.Request, o Options) string {
 	case protocol.OpStatus:
 		return x.status()
 	case protocol.OpVerify:
-		if firstLoginArg && cfg.FirstLogin {
+		if ea.firstLogin && cfg.FirstLogin {
 			return x.verifyOrEnroll("Verification code: ")
 		}
 		return x.verify("Verification code: ")
 	case protocol.OpEnroll:
-		return x.enroll(noConfirm)
+		return x.enroll(ea)
 	case protocol.OpBackupCodes:
 		return x.backupCodes()
 	}
@@ -116,13 +119,59 @@ func selfAuthenticate(s *session, req protocol.Request, name string, o Options) 
 }
 
 type selfOp struct {
-	s       *session
-	o       Options
-	user    string
-	cfg     config.Config
-	store   *keystore.Store
-	mgr     *account.Manager
-	service string // for log lines: "self-" and what the client called itself
+	s        *session
+	o        Options
+	user     string
+	cfg      config.Config
+	store    *keystore.Store
+	mgr      *account.Manager
+	service  string // for log lines: "self-" and what the client called itself
+	totpOnly bool   // a backup code is not accepted as the current code (adding an authenticator)
+}
+
+// selfEnrollArgs are the arguments of a self-mode request.
+type selfEnrollArgs struct {
+	noConfirm  bool   // enroll
+	add        bool   // enroll
+	label      string // enroll; "" means keystore.DefaultLabel
+	firstLogin bool   // verify: the client can show first-login enrollment
+}
+
+// enrollArgs checks the arguments of a self-mode request: enroll takes
+// no-confirm, add and label=, verify takes first_login, each at most
+// once. A label is the user's input, checked here like any other.
+func enrollArgs(req protocol.Request) (selfEnrollArgs, error) {
+	var a selfEnrollArgs
+	seen := map[string]bool{}
+	for _, arg := range req.Args {
+		name, label, isLabel := strings.Cut(arg, "=")
+		if isLabel {
+			name += "="
+		}
+		if seen[name] || (req.Op != protocol.OpEnroll && !(req.Op == protocol.OpVerify && arg == ArgFirstLogin)) {
+			return a, fmt.Errorf("argument %q is not accepted here", arg[:min(len(arg), 40)])
+		}
+		seen[name] = true
+		switch {
+		case arg == ArgFirstLogin && req.Op == protocol.OpVerify:
+			a.firstLogin = true
+		case arg == ArgNoConfirm:
+			a.noConfirm = true
+		case arg == ArgAdd:
+			a.add = true
+		case isLabel && name == ArgLabel:
+			if err := keystore.ValidLabel(label); err != nil {
+				return a, err
+			}
+			a.label = label
+		default:
+			return a, fmt.Errorf("argument %q is not accepted here", arg[:min(len(arg), 40)])
+		}
+	}
+	if a.add && a.label == "" {
+		return a, fmt.Errorf("adding an authenticator needs its label")
+	}
+	return a, nil
 }
 
 func (x *selfOp) data(d Data) error {
@@ -173,7 +222,7 @@ func (x *selfOp) verifyFor(prompt string, explain bool) (string, string) {
 		return protocol.ResultAuthErr, ""
 	}
 	v := verify.Verifier{Store: x.store, Config: x.cfg, Log: x.o.Log, Now: x.o.Now}
-	r := v.Verify(verify.Request{User: x.user, Code: string(answer), Service: x.service})
+	r := v.Verify(verify.Request{User: x.user, Code: string(answer), Service: x.service, TOTPOnly: x.totpOnly})
 	if explain {
 		x.why(r)
 	}
@@ -199,6 +248,8 @@ func (x *selfOp) why(r verify.Result) {
 	switch r.Reason {
 	case "replayed":
 		x.s.fail("that code was used already (each code works once); wait for the app's next code (%d more wrong codes lock the account)", left)
+	case "backup-code-refused":
+		x.s.fail("a backup code does not add an authenticator: enter a code from an app you have set up already (%d more wrong codes lock the account)", left)
 	case "malformed-code":
 		x.s.fail("that is neither a code from the app nor a backup code (%d more wrong codes lock the account)", left)
 	default:
@@ -212,15 +263,31 @@ const changedMsg = "the enrollment of %s was changed by an administrator meanwhi
 
 // enroll makes a new secret, shows it, asks for a code of it and saves it
 // with new backup codes. Over an existing secret, a current code of the
-// old one comes first.
-func (x *selfOp) enroll(noConfirm bool) string {
-	_, err := x.store.ReadUser(x.user)
+// old one comes first. With a.add, the new secret is added to the
+// existing ones after a TOTP code of one of them (a backup code is not
+// enough: see docs/decisions.md, "Several authenticators").
+func (x *selfOp) enroll(a selfEnrollArgs) string {
+	old, err := x.store.ReadUser(x.user)
 	enrolled := err == nil
 	if err != nil && !errors.Is(err, keystore.ErrNotEnrolled) {
 		return x.storeError(err)
 	}
+	add := a.add && enrolled // adding to nothing is a first enrollment
 	var fingerprint string
-	if enrolled {
+	if add {
+		if msg := cannotAdd(old, a.label); msg != "" {
+			x.s.fail("%s", msg)
+			return protocol.ResultAuthErr
+		}
+		x.s.info("a code from one of your current authenticator apps (%s) is needed to add one; a backup code is not", strings.Join(old.Labels(), ", "))
+		x.totpOnly = true
+		v, fp := x.verifyFor("Current verification code: ", true)
+		if v != protocol.ResultSuccess {
+			x.s.fail("no authenticator was added")
+			return v
+		}
+		fingerprint = fp
+	} else if enrolled {
 		x.s.info("%s is enrolled already: a code of the current secret is needed to replace it", x.user)
 		v, fp := x.verifyFor("Current verification code: ", true)
 		if v != protocol.ResultSuccess {
@@ -234,6 +301,7 @@ func (x *selfOp) enroll(noConfirm bool) string {
 	if err != nil {
 		return x.storeError(err)
 	}
+	en.Label = a.label
 	defer clear(en.Secret)
 	if x.data(Data{URI: en.URI, Secret: totp.EncodeSecret(en.Secret), Digits: en.Params.Digits}) != nil {
 		return protocol.ResultAuthErr
@@ -242,8 +310,8 @@ func (x *selfOp) enroll(noConfirm bool) string {
 	// the stored one when the new one is saved (after the confirmation,
 	// which may take minutes): an administrator's reset or enrollment
 	// meanwhile wins.
-	opts := account.SaveOptions{Replace: enrolled, IfUnchanged: fingerprint}
-	if !noConfirm {
+	opts := account.SaveOptions{Replace: enrolled && !add, Add: add, IfUnchanged: fingerprint}
+	if !a.noConfirm {
 		code, ok := x.confirm(en)
 		if !ok {
 			return protocol.ResultAuthErr
@@ -256,14 +324,37 @@ func (x *selfOp) enroll(noConfirm bool) string {
 		logLine(x.o.Log, x.user, x.service, "", "refused", "reason", "enrollment-changed", "action", "enroll")
 		return protocol.ResultAuthErr
 	}
+	if errors.Is(err, account.ErrLabelTaken) || errors.Is(err, account.ErrTooMany) {
+		x.s.fail("%v; nothing was saved", err)
+		return protocol.ResultAuthErr
+	}
 	if err != nil {
 		return x.storeError(fmt.Errorf("%w; nothing was saved", err))
+	}
+	if add {
+		x.o.Log.Info(authlog.Fields("user", x.user, "action", "add-authenticator", "by", "self", "authenticator", a.label))
+		if x.data(Data{Added: a.label}) != nil {
+			return protocol.ResultAuthErr
+		}
+		return protocol.ResultSuccess
 	}
 	x.o.Log.Info(authlog.Fields("user", x.user, "action", "enroll", "by", "self"))
 	if x.data(Data{BackupCodes: codes}) != nil {
 		return protocol.ResultAuthErr
 	}
 	return protocol.ResultSuccess
+}
+
+// cannotAdd says why an authenticator labelled label cannot be added to
+// u, or "".
+func cannotAdd(u keystore.User, label string) string {
+	switch {
+	case u.Find(label) >= 0:
+		return fmt.Sprintf("you have an authenticator labelled %s already; choose another label (an administrator can remove it with otpgate reset --label)", label)
+	case len(u.Authenticators) >= keystore.MaxAuthenticators:
+		return fmt.Sprintf("you have %d authenticators, the most otpgate keeps; an administrator can remove one with otpgate reset --label", keystore.MaxAuthenticators)
+	}
+	return ""
 }
 
 // confirm asks for a code of the new secret until one matches.

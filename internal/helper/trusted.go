@@ -103,7 +103,9 @@ func authenticate(s *session, req protocol.Request, a pamArgs, cfg config.Config
 	}
 	code := string(answer)
 	if a.forwardPass {
-		pass, c, ok := splitPass(code, u.Params.Digits)
+		// The first authenticator's length splits the answer: with
+		// several lengths the split would be ambiguous.
+		pass, c, ok := splitPass(code, u.Authenticators[0].Params.Digits)
 		code = c // "" when it cannot be split: a wrong code, counted as such
 		if ok {
 			if err := s.send(protocol.TypeSetAuthtok, pass); err != nil {

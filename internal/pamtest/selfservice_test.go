@@ -119,7 +119,7 @@ func TestSelfServiceCLI(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if u, err := store.ReadUser(me); err != nil || string(u.Secret) != string(secret) {
+	if u, err := store.ReadUser(me); err != nil || string(u.Authenticators[0].Secret) != string(secret) {
 		t.Fatalf("stored: %v", err)
 	}
 
@@ -176,8 +176,56 @@ func TestSelfServiceCLI(t *testing.T) {
 	if err := cmd.Wait(); err != nil || !strings.Contains(string(rest), "Enrolled "+me) {
 		t.Fatalf("re-enroll: %v\n%s\n%s", err, rest, stderr.String())
 	}
-	if u, _ := store.ReadUser(me); string(u.Secret) != string(newSecret) {
+	if u, err := store.ReadUser(me); err != nil || string(u.Authenticators[0].Secret) != string(newSecret) {
 		t.Fatal("the new secret was not saved")
+	}
+	selfAdd(t, bin, store, me, newSecret)
+}
+
+// selfAdd adds a second authenticator as the normal user me, whose one
+// authenticator has secret: a bad label is refused by otpgate, the add
+// needs a code of the current one, then one of the new one.
+func selfAdd(t *testing.T, bin string, store *keystore.Store, me string, secret []byte) {
+	t.Helper()
+	cmd := asNobody(bin, "enroll", "--add", "--label", "a b")
+	if out, err := cmd.CombinedOutput(); exitCode(err) != 2 || !strings.Contains(string(out), "A-Z, a-z, 0-9") {
+		t.Fatalf("enroll --add with a bad label: %v %s", err, out)
+	}
+	cmd = asNobody(bin, "enroll", "--add", "--label", "phone2", "--qr", "none")
+	stdin, _ := cmd.StdinPipe()
+	stdout, _ := cmd.StdoutPipe()
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintln(stdin, code(t, secret, 1)) // step 0 confirmed it
+	var added []byte
+	sc := bufio.NewScanner(stdout)
+	for sc.Scan() {
+		if uri, ok := strings.CutPrefix(sc.Text(), "URI: "); ok {
+			i := strings.Index(uri, "secret=")
+			added, _ = keystore.DecodeSecret(strings.SplitN(uri[i+len("secret="):], "&", 2)[0])
+			break
+		}
+	}
+	if added == nil {
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatalf("add: no URI shown; stderr: %s", stderr.String())
+	}
+	fmt.Fprintln(stdin, code(t, added, 0))
+	rest, _ := io.ReadAll(stdout)
+	if err := cmd.Wait(); err != nil || !strings.Contains(string(rest), "Added authenticator phone2 to "+me) {
+		t.Fatalf("add: %v\n%s\n%s", err, rest, stderr.String())
+	}
+	u, err := store.ReadUser(me)
+	if err != nil || len(u.Authenticators) != 2 || string(u.Authenticators[0].Secret) != string(secret) || string(u.Authenticators[1].Secret) != string(added) {
+		t.Fatalf("after the add: %v %v", u.Labels(), err)
+	}
+	out, err := asNobody(bin, "status").Output()
+	if err != nil || !strings.Contains(string(out), "enrolled, 2 authenticators") || !strings.Contains(string(out), "  phone2  created ") {
+		t.Fatalf("status: %v\n%s", err, out)
 	}
 }
 

@@ -320,33 +320,33 @@ func (a *Admin) inUser(ctx context.Context, user string, create bool, f func(tx 
 	return nil
 }
 
-// ImportLabel is the label of the authenticator ImportUser makes from a
-// files-store user, which has one.
-const ImportLabel = "default"
-
 // ImportUser puts a user of the files store (keystore) into the
-// database: the secret as the authenticator ImportLabel with its
-// parameters, creation time and the state's last step (so a code used
-// before the import is a replay after it), the backup code hashes as
-// they are, and the failures, lock and last success and failure. A user
-// already in the database is replaced only if replace is set.
+// database: every authenticator with its label, parameters, creation
+// time and the state's last step for it (so a code used before the
+// import is a replay after it), the backup code hashes as they are, and
+// the failures, lock and last success and failure. A user already in the
+// database is replaced only if replace is set.
 func (a *Admin) ImportUser(ctx context.Context, user string, u keystore.User, st keystore.State, replace bool) error {
 	if err := keystore.ValidUser(user); err != nil {
 		return fmt.Errorf("pgstore: import: %w", err)
 	}
-	if err := u.Params.Check(); err != nil {
+	// MarshalUser checks what a files-store user may hold: 1 to
+	// MaxAuthenticators authenticators, valid and distinct labels,
+	// parameters and secrets, backup code hashes.
+	if _, err := keystore.MarshalUser(u); err != nil {
 		return fmt.Errorf("pgstore: import %s: %w", user, err)
 	}
-	if st.LastStep < 0 || st.Failures < 0 {
-		return fmt.Errorf("pgstore: import %s: a negative last step or failure count", user)
+	if st.Failures < 0 {
+		return fmt.Errorf("pgstore: import %s: a negative failure count", user)
+	}
+	for _, au := range u.Authenticators {
+		if st.LastStep(au.Label) < 0 {
+			return fmt.Errorf("pgstore: import %s: a negative last step for %s", user, au.Label)
+		}
 	}
 	parts, err := splitHashes(u.BackupHashes)
 	if err != nil {
 		return fmt.Errorf("pgstore: import %s: %w", user, err)
-	}
-	created := u.Created
-	if created.IsZero() {
-		created = time.Now()
 	}
 	return a.inUser(ctx, user, true, func(tx pgx.Tx, uid int64) error {
 		var n int
@@ -361,10 +361,16 @@ func (a *Admin) ImportUser(ctx context.Context, user string, u keystore.User, st
 				return err
 			}
 		}
-		if _, err := tx.Exec(ctx, `INSERT INTO otpgate.authenticators (user_id, label, secret, algorithm, digits, period, created, last_step)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-			uid, ImportLabel, u.Secret, u.Params.Algorithm, u.Params.Digits, u.Params.Period, created, st.LastStep); err != nil {
-			return err
+		for _, au := range u.Authenticators {
+			created := au.Created
+			if created.IsZero() {
+				created = time.Now()
+			}
+			if _, err := tx.Exec(ctx, `INSERT INTO otpgate.authenticators (user_id, label, secret, algorithm, digits, period, created, last_step)
+				VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+				uid, au.Label, au.Secret, au.Params.Algorithm, au.Params.Digits, au.Params.Period, created, st.LastStep(au.Label)); err != nil {
+				return err
+			}
 		}
 		if err := putHashes(ctx, tx, uid, parts); err != nil {
 			return err
@@ -375,34 +381,37 @@ func (a *Admin) ImportUser(ctx context.Context, user string, u keystore.User, st
 	})
 }
 
-// ExportUser returns user as the files store holds one: the secret,
-// parameters and creation time of its one authenticator, its backup code
-// hashes, and its state with that authenticator's last step. A user with
-// several authenticators cannot be a files-store user and is refused.
+// ExportUser returns user as the files store holds one: every
+// authenticator (label, secret, parameters, creation time), the backup
+// code hashes, and the state with each authenticator's last step. A user
+// with more authenticators than a files-store user may hold
+// (keystore.MaxAuthenticators) is refused.
 func (a *Admin) ExportUser(ctx context.Context, user string) (keystore.User, keystore.State, error) {
 	var u keystore.User
 	var st keystore.State
 	err := a.inUser(ctx, user, false, func(tx pgx.Tx, uid int64) error {
-		rows, err := tx.Query(ctx, `SELECT secret, algorithm, digits, period, created, last_step FROM otpgate.authenticators WHERE user_id = $1`, uid)
+		rows, err := tx.Query(ctx, `SELECT label, secret, algorithm, digits, period, created, last_step FROM otpgate.authenticators WHERE user_id = $1 ORDER BY id`, uid)
 		if err != nil {
 			return err
 		}
-		n := 0
 		for rows.Next() {
-			n++
-			if err := rows.Scan(&u.Secret, &u.Params.Algorithm, &u.Params.Digits, &u.Params.Period, &u.Created, &st.LastStep); err != nil {
+			var au keystore.Authenticator
+			var step int64
+			if err := rows.Scan(&au.Label, &au.Secret, &au.Params.Algorithm, &au.Params.Digits, &au.Params.Period, &au.Created, &step); err != nil {
 				rows.Close()
 				return err
 			}
+			u.Authenticators = append(u.Authenticators, au)
+			st.SetLastStep(au.Label, step)
 		}
 		if err := rows.Err(); err != nil {
 			return err
 		}
-		switch {
+		switch n := len(u.Authenticators); {
 		case n == 0:
 			return errors.New("not enrolled")
-		case n > 1:
-			return fmt.Errorf("%d authenticators; the files store holds one per user", n)
+		case n > keystore.MaxAuthenticators:
+			return fmt.Errorf("%d authenticators; the files store holds at most %d per user", n, keystore.MaxAuthenticators)
 		}
 		rows, err = tx.Query(ctx, `SELECT kind, params, salt, key FROM otpgate.backup_codes WHERE user_id = $1 ORDER BY id`, uid)
 		if err != nil {

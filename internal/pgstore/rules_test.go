@@ -63,7 +63,7 @@ func rulesMatch(t *testing.T, p totp.Params) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := l.WriteUser(keystore.User{Secret: secret, Params: p, Created: now, BackupHashes: hashes}); err != nil {
+	if err := l.WriteUser(keystore.User{Authenticators: []keystore.Authenticator{{Label: "phone", Secret: secret, Params: p, Created: now}}, BackupHashes: hashes}); err != nil {
 		t.Fatal(err)
 	}
 	l.Unlock()

@@ -50,11 +50,13 @@ func fsizeChild(arg string) int {
 // a caller's RLIMIT_FSIZE let the failure count be written and the lock
 // (a second, larger write) fail, so guessing never locked the account and
 // a right code was then accepted. Now each attempt is one write of a fixed
-// size: under every limit from 0 to 4 KiB, the attacker gets at most
-// max_failures informative denials, each of them counted, and a right code
-// after twelve wrong ones is never accepted.
+// size: under every limit from 0 to 4 KiB (and either side of
+// keystore.StateFileSize), the attacker gets at most max_failures
+// informative denials, each of them counted, and a right code after
+// twelve wrong ones is never accepted.
 func TestFileSizeLimitNeverLiftsLockout(t *testing.T) {
-	for _, limit := range []uint64{0, 1, 64, 100, 130, 200, 256, 300, 400, 511, 512, 600, 1024, 2048, 4096} {
+	const size = keystore.StateFileSize
+	for _, limit := range []uint64{0, 1, 64, 100, 130, 200, 256, 300, 400, 511, 512, 600, size - 1, size, size + 1, 2048, 4096} {
 		t.Run(strconv.FormatUint(limit, 10), func(t *testing.T) {
 			f := newFixture(t, nil)
 			max := f.v.Config.MaxFailures

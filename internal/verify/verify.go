@@ -11,6 +11,7 @@ package verify
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -40,6 +41,10 @@ type Request struct {
 	Code    string
 	Service string
 	RHost   string
+	// TOTPOnly refuses a backup code, unchecked and unspent (reason
+	// backup-code-refused, counted like any wrong code): for adding an
+	// authenticator, which needs a code of an existing one.
+	TOTPOnly bool
 }
 
 // Outcome is the verdict of an attempt.
@@ -74,11 +79,16 @@ type Result struct {
 	Reason      string    // short, for logs: wrong-code, replayed, ...
 	Fingerprint string    // of the enrollment the code was checked against (keystore.User.Fingerprint), when accepted
 	Method      string    // "totp" or "backup" when accepted
+	Label       string    // the authenticator whose code was accepted (Method "totp")
 	Failures    int       // consecutive failures after this attempt
 	LockedUntil time.Time // set when Outcome is Locked, or this attempt locked the account
 	BackupLeft  int       // unused backup codes after this attempt
 	Err         error     // the cause of Failed
 }
+
+// matchHook, when set (by tests), runs before each authenticator's window
+// is computed.
+var matchHook func()
 
 // Code kinds after classification.
 const (
@@ -87,24 +97,28 @@ const (
 	kindBackup
 )
 
-// Classify says what input looks like: a TOTP code of digits digits, a
-// backup code (see backupcode.Normalize), a google-authenticator scratch
-// code carried over by an import (8 digits, see
-// backupcode.NormalizeScratch), or neither. norm is the form to compare.
+// Classify says what input looks like to a user whose authenticators make
+// codes of the given numbers of digits: a TOTP code of one of those
+// lengths, a backup code (see backupcode.Normalize), a
+// google-authenticator scratch code carried over by an import (8 digits,
+// see backupcode.NormalizeScratch), or neither. norm is the form to
+// compare.
 //
-// The TOTP code wins: for a user with 8-digit codes, 8 digits are a TOTP
-// code, never a scratch code. Imports always make 6-digit users
-// (google-authenticator has no other length), so their scratch codes
-// cannot be taken for a code.
-func Classify(input string, digits int) (kind int, norm string) {
+// The TOTP code wins: for a user with an authenticator of 8-digit codes,
+// 8 digits are a TOTP code, never a scratch code. Imports always make
+// 6-digit authenticators (google-authenticator has no other length), so
+// their scratch codes cannot be taken for a code unless the user has
+// added an 8-digit authenticator since; a scratch code then no longer
+// works (the backup codes of otpgate backup-codes do).
+func Classify(input string, digits ...int) (kind int, norm string) {
 	s := strings.TrimSpace(input)
-	if len(s) == digits && strings.Trim(s, "0123456789") == "" {
+	if slices.Contains(digits, len(s)) && strings.Trim(s, "0123456789") == "" {
 		return kindTOTP, s
 	}
 	if c, ok := backupcode.Normalize(s); ok {
 		return kindBackup, c
 	}
-	if c, ok := backupcode.NormalizeScratch(s); ok && digits != backupcode.ScratchLength {
+	if c, ok := backupcode.NormalizeScratch(s); ok && !slices.Contains(digits, backupcode.ScratchLength) {
 		return kindBackup, c
 	}
 	return kindWrong, ""
@@ -170,25 +184,52 @@ func (v *Verifier) verify(req Request) Result {
 		st.Failures = 0
 	}
 
-	// Decide. The work does not depend on the outcome: every step of the
-	// window is computed and compared, a backup code costs one hash.
+	// Decide. The work does not depend on the outcome: every step of
+	// every authenticator's window is computed and compared, a backup
+	// code costs one hash.
 	r := Result{Outcome: Denied, Reason: "wrong-code", BackupLeft: len(user.BackupHashes)}
-	var step int64
-	spend := -1 // the backup code to spend
-	kind, code := Classify(req.Code, user.Params.Digits)
+	steps := map[string]int64{} // the step each matching authenticator accepts
+	spend := -1                 // the backup code to spend
+	digits := make([]int, len(user.Authenticators))
+	for i, a := range user.Authenticators {
+		digits[i] = a.Params.Digits
+	}
+	kind, code := Classify(req.Code, digits...)
 	switch kind {
 	case kindTOTP:
-		s, ok, replayed, err := totp.Match(user.Secret, code, now, v.Config.Window, st.LastStep, user.Params)
-		if err != nil {
-			return fail("totp-error", err)
+		// Each authenticator's codes count once: replay is tracked per
+		// authenticator, so a code of one never uses up another's step.
+		// The first match in file order names the authenticator; every
+		// authenticator the code matches (two secrets giving one code
+		// for a step is rare, not impossible) has its step used up, so
+		// the code cannot come back through the other. A code of a
+		// different length simply matches none of an authenticator's
+		// steps.
+		replayed := false
+		for _, a := range user.Authenticators {
+			if matchHook != nil {
+				matchHook()
+			}
+			s, ok, rep, err := totp.Match(a.Secret, code, now, v.Config.Window, st.LastStep(a.Label), a.Params)
+			if err != nil {
+				return fail("totp-error", err)
+			}
+			replayed = replayed || rep
+			if ok {
+				steps[a.Label] = s
+			}
+			if ok && r.Outcome != Accepted {
+				r = Result{Outcome: Accepted, Method: "totp", Label: a.Label, BackupLeft: len(user.BackupHashes)}
+			}
 		}
-		if ok {
-			step = s
-			r = Result{Outcome: Accepted, Method: "totp", BackupLeft: len(user.BackupHashes)}
-		} else if replayed {
+		if r.Outcome != Accepted && replayed {
 			r.Reason = "replayed"
 		}
 	case kindBackup:
+		if req.TOTPOnly {
+			r.Reason = "backup-code-refused"
+			break
+		}
 		i, err := backupcode.Find(code, user.BackupHashes)
 		if err != nil {
 			return fail("store-error", fmt.Errorf("keystore: %s: %w", v.Store.UserPath(req.User), err))
@@ -216,13 +257,16 @@ func (v *Verifier) verify(req Request) Result {
 		r.Fingerprint = user.Fingerprint()
 	}
 
-	// The one write of the attempt: everything it changes.
+	// The one write of the attempt: everything it changes. The steps of
+	// authenticators the user no longer has go, so the state stays within
+	// its fixed size.
+	st.Keep(user)
 	if r.Outcome == Accepted {
 		st.Failures = 0
 		st.LastFailure = time.Time{}
 		st.LastSuccess = now
-		if r.Method == "totp" {
-			st.LastStep = step
+		for label, s := range steps {
+			st.SetLastStep(label, s)
 		}
 	} else {
 		st.Failures++
@@ -249,6 +293,9 @@ func (v *Verifier) log(req Request, r Result) {
 	kv := []string{"user", user, "service", orDash(req.Service), "rhost", orDash(req.RHost), "outcome", r.Outcome.String()}
 	if r.Method != "" {
 		kv = append(kv, "method", r.Method)
+	}
+	if r.Label != "" {
+		kv = append(kv, "authenticator", r.Label)
 	}
 	if r.Reason != "" {
 		kv = append(kv, "reason", r.Reason)

@@ -39,7 +39,7 @@ func newFixture(t testing.TB, edit func(*config.Config)) *fixture {
 	f := &fixture{t: t, now: time.Unix(startStep*30, 0), backups: []string{"AAAAA-11111", "BBBBB-22222", "CCCCC-33333"}}
 	store := keystore.New(cfg.Store)
 	f.v = &Verifier{Store: store, Config: cfg, Now: func() time.Time { return f.now }}
-	u := keystore.User{Secret: secret, Params: totp.Default, Created: f.now}
+	u := keystore.User{Authenticators: []keystore.Authenticator{{Label: keystore.DefaultLabel, Secret: secret, Params: totp.Default, Created: f.now}}}
 	for _, c := range f.backups {
 		n, _ := backupcode.Normalize(c)
 		h, err := backupcode.Hash(n)
@@ -119,7 +119,7 @@ func TestReplay(t *testing.T) {
 	if r := f.try(f.code(startStep + 1)); r.Outcome != Accepted {
 		t.Errorf("next step's code: %v %s", r.Outcome, r.Reason)
 	}
-	if st := f.state(); st.LastStep != startStep+1 || st.Failures != 0 {
+	if st := f.state(); st.LastStep(keystore.DefaultLabel) != startStep+1 || st.Failures != 0 {
 		t.Errorf("state after success: %+v", st)
 	}
 }

@@ -267,7 +267,7 @@ func readUsers(path string, store *keystore.Store) ([]*user, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w (enroll the users of %s first)", path, err, path)
 		}
-		users = append(users, &user{name: fields[0], secret: en.Secret, params: en.Params})
+		users = append(users, &user{name: fields[0], secret: en.Authenticators[0].Secret, params: en.Authenticators[0].Params})
 	}
 	if err := sc.Err(); err != nil {
 		return nil, err
