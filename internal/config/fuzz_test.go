@@ -2,6 +2,7 @@ package config
 
 import (
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -41,7 +42,7 @@ func FuzzParseConfig(f *testing.F) {
 			if !strings.HasPrefix(err.Error(), "config: "+name) {
 				t.Fatalf("error %q does not start with the file name", err)
 			}
-			if c != (Config{}) {
+			if !reflect.DeepEqual(c, Config{}) {
 				t.Fatalf("Parse returned %+v with an error", c)
 			}
 			return
