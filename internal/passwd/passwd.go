@@ -6,6 +6,7 @@ package passwd
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -18,6 +19,9 @@ const (
 	maxFile = 16 << 20
 	maxLine = 64 << 10
 )
+
+// ErrNotFound is returned by LookupUID for a uid the file does not have.
+var ErrNotFound = errors.New("no such uid")
 
 // Entry is one account line.
 type Entry struct {
@@ -79,7 +83,7 @@ func LookupUID(path string, uid int) (Entry, error) {
 		return Entry{}, err
 	}
 	if found == nil {
-		return Entry{}, fmt.Errorf("uid %d is not in %s", uid, path)
+		return Entry{}, fmt.Errorf("uid %d is not in %s: %w", uid, path, ErrNotFound)
 	}
 	return *found, nil
 }
