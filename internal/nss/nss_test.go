@@ -73,3 +73,24 @@ func TestParse(t *testing.T) {
 		t.Errorf("parseGroups = %+v, %v", gs, err)
 	}
 }
+
+// BenchmarkLookupUser is the cost of one getent exec (docs/user-lookup.md).
+func BenchmarkLookupUser(b *testing.B) {
+	r := &Resolver{}
+	for i := 0; i < b.N; i++ {
+		if _, err := r.LookupUser("root"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkGroupIDs is getent initgroups.
+func BenchmarkGroupIDs(b *testing.B) {
+	r := &Resolver{}
+	u := User{Name: "root"}
+	for i := 0; i < b.N; i++ {
+		if _, err := r.GroupIDs(u); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -299,3 +299,24 @@ func TestHostZone(t *testing.T) {
 		t.Errorf("offset %d, want +05:30", off)
 	}
 }
+
+// BenchmarkDecide is a whole decision: nothing for an empty policy, three
+// getent runs for one that names groups.
+func BenchmarkDecide(b *testing.B) {
+	for _, c := range []struct {
+		name string
+		p    config.Policy
+	}{
+		{"empty", config.Policy{}},
+		{"exempt_users", config.Policy{ExemptUsers: []string{"daemon"}}},
+		{"groups", config.Policy{RequireGroups: []string{"root"}, ExemptGroups: []string{"daemon"}}},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				if _, err := Decide(c.p, nil, "root"); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
