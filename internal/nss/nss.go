@@ -88,7 +88,10 @@ func (r *Resolver) run(args ...string) (out []byte, notFound bool, err error) {
 	cmd.Dir = "/"
 	stdout := &limitBuffer{max: maxOutput}
 	stderr := &limitBuffer{max: 4 << 10}
-	cmd.Stdout, cmd.Stderr = stdout, stderr // stdin: /dev/null
+	cmd.Stdout, cmd.Stderr = stdout, stderr
+	// Stdin: an empty pipe, not /dev/null, which a helper in a
+	// container or a namespace may not have.
+	cmd.Stdin = bytes.NewReader(nil)
 	cmd.WaitDelay = time.Second
 	err = cmd.Run()
 	what := "getent " + strings.Join(args, " ")
