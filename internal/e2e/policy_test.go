@@ -291,3 +291,31 @@ echo "--- enroll"
 		t.Errorf("getent passwd %s after the test: %s", name, r)
 	}
 }
+
+// TestSSHCheckPolicy: behind ForceCommand otpgate sshcheck, a member of
+// an exempt group (a service account running a command, no terminal)
+// gets its command run without a code; a required user in the same
+// situation is still refused with the ways to give one.
+func TestSSHCheckPolicy(t *testing.T) {
+	requireTools(t, "sshd", "ssh", "ssh-keygen", "id")
+	sc := needSSHCheck(t)
+	e := sc.env
+	svc, staff := newUser(t), newUser(t)
+	g := newGroup(t)
+	addToGroup(t, svc, g)
+	orig, err := os.ReadFile(e.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { writeFile(t, e.config, string(orig), 0o644) })
+	writeFile(t, e.config, string(orig)+fmt.Sprintf("\n[policy]\nexempt_groups = [%q]\n", g), 0o644)
+	s := startSSHD(t, sshdConfig{
+		authMethods: "publickey",
+		pamStack:    unixStack,
+		allowUsers:  []string{svc.name, staff.name},
+		extra:       []string{forceCommandInclude(t, sc.cli, []string{primaryGroup(t, svc), primaryGroup(t, staff)})},
+	})
+	wantRan(t, "exempt user, command without a terminal", newSSHClient(t, svc).sshRun(s, "", "echo ran-as-$(id -un)"), 0, "ran-as-"+svc.name+"\n")
+	e.enroll(t, staff)
+	wantSSHCheckDenied(t, "required user, command without a terminal", newSSHClient(t, staff).sshRun(s, "", "echo ran"), "OTPGATE_CODE")
+}
