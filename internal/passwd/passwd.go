@@ -1,7 +1,7 @@
-// Package passwd reads /etc/passwd itself, without NSS or cgo: the setuid
-// helper must not load NSS modules chosen by the host's configuration into
-// a root process the user started, and otpgate's binaries are static.
-// Accounts that exist only in NSS (LDAP, SSSD) are therefore not found.
+// Package passwd reads /etc/passwd itself, without NSS or cgo: the fast
+// path for the accounts most hosts have, with no process to start.
+// Accounts that exist only in NSS (LDAP, SSSD) are not found here; the
+// callers that must find them ask internal/nss (getent) after a miss.
 package passwd
 
 import (
