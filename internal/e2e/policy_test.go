@@ -319,3 +319,28 @@ func TestSSHCheckPolicy(t *testing.T) {
 	e.enroll(t, staff)
 	wantSSHCheckDenied(t, "required user, command without a terminal", newSSHClient(t, staff).sshRun(s, "", "echo ran"), "OTPGATE_CODE")
 }
+
+// TestSudoPolicy: under sudo (pam_unix, then pam_otpgate) a user in
+// exempt_users gives the password only; one the policy requires is asked
+// for the code after it.
+func TestSudoPolicy(t *testing.T) {
+	requireTools(t, "sudo", "visudo", "setpriv")
+	e := newOTPEnv(t, 5)
+	exempt, required := newUser(t), newUser(t)
+	en := e.enroll(t, required)
+	e.setConfig(t, fmt.Sprintf("\n[policy]\nexempt_users = [%q]\n", exempt.name))
+	svc := "sudo-" + prefix + randHex(3)
+	writePAMService(t, svc, stack("required pam_unix.so", e.auth("required")))
+	sudoSetup(t, exempt, svc)
+	sudoSetup(t, required, svc)
+
+	r := runSudo(exempt, []step{{sudoPrompt, exempt.password}})
+	wantOK(t, "sudo, exempt user, password only", r, rootMarker)
+	if strings.Contains(r.stdout, codePrompt) {
+		t.Errorf("the exempt user was asked for a code: %s", r)
+	}
+	r = runSudo(required, []step{{sudoPrompt, required.password}, {codePrompt, codeNow(t, en, 0)}})
+	wantOK(t, "sudo, required user, password and code", r, rootMarker)
+	r = runSudo(exempt, []step{{sudoPrompt, "not-" + exempt.password}})
+	wantRefused(t, "sudo, exempt user, wrong password", r)
+}
