@@ -2,9 +2,12 @@ package doctor
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestDoctorPolicy: doctor shows the policy and the deadline in effect,
@@ -64,5 +67,38 @@ func TestDoctorPolicy(t *testing.T) {
 	}
 	if !strings.Contains(notes(r), "enroll deadline: 2020-01-01 (from midnight, ") || !strings.Contains(notes(r), "has passed") {
 		t.Errorf("past deadline: notes\n%s", notes(r))
+	}
+}
+
+// TestDoctorExemptNotReported: a user who must be enrolled (--group) but
+// whom [policy] exempts is not reported as unenrolled; the others are.
+func TestDoctorExemptNotReported(t *testing.T) {
+	if os.Geteuid() != 0 {
+		if os.Getenv("OTPGATE_REQUIRE_TOOLS") != "" {
+			t.Fatal("makes users with useradd: run as root")
+		}
+		t.Skip("makes users with useradd: run as root")
+	}
+	g := "otpgdoc" + strconv.FormatInt(time.Now().UnixNano()%1_000_000, 36)
+	sys := func(args ...string) {
+		t.Helper()
+		if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
+			t.Fatalf("%v: %v %s", args, err, out)
+		}
+	}
+	sys("groupadd", g)
+	t.Cleanup(func() { exec.Command("groupdel", g).Run() })
+	users := []string{g + "a", g + "b"}
+	for _, u := range users {
+		sys("useradd", "--no-create-home", "--user-group", "--groups", g, "--shell", "/usr/sbin/nologin", u)
+		t.Cleanup(func() { exec.Command("userdel", "--force", u).Run(); exec.Command("groupdel", u).Run() })
+	}
+	dir := t.TempDir()
+	path := filepath.Join(dir, "config.toml")
+	os.WriteFile(path, []byte("store = \""+dir+"/store\"\n[policy]\nexempt_users = [\""+users[0]+"\"]\n"), 0o644)
+	r := Run(Options{ConfigPath: path, SSHD: "none", PAMDir: t.TempDir(), Passwd: "/etc/passwd", Group: "/etc/group", Groups: []string{g}})
+	got := problems(r.Findings)
+	if strings.Contains(got, users[0]+" (") || !strings.Contains(got, users[1]+" (in group "+g+") is not enrolled") {
+		t.Errorf("want %s (exempt) not reported and %s reported:\n%s", users[0], users[1], got)
 	}
 }
