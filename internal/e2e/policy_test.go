@@ -268,6 +268,7 @@ echo "--- enroll"
 %[6]s env -i HOME=/ PATH=/usr/bin:/bin %[7]q enroll --no-confirm --json --qr none
 `, filepath.Join(dir, "nsswitch.conf"), extra, name, set.helper, set.socket, as, set.cli)
 	os.Remove(set.socket)
+	t.Cleanup(func() { os.Remove(set.socket) }) // the daemon in the namespace leaves it
 	r := run(2*loginTimeout, nil, "unshare", "--mount", "sh", "-c", script)
 	logResult(t, "NSS-only user in a private mount namespace", r)
 	mustNotHang(t, "namespace", r)
