@@ -3,7 +3,7 @@
 # missing. As a normal user it only says which are missing; the tests that
 # need them then skip and say so.
 set -eu
-pkgs="gcc libc6-dev make libpam0g-dev openssh-server openssh-client sudo pamtester oathtool zbar-tools libpam-google-authenticator git fail2ban lintian debootstrap man-db docker.io postgresql"
+pkgs="gcc libc6-dev make libpam0g-dev openssh-server openssh-client sudo pamtester oathtool zbar-tools libpam-google-authenticator git fail2ban lintian debootstrap man-db docker.io postgresql libnss-extrausers"
 missing=""
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

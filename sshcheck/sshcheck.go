@@ -201,8 +201,12 @@ func (c *check) run() error {
 	case haveCode:
 		u.answer = func() (string, error) { return code, nil }
 	default:
-		return deny("no verification code: this session has no terminal to ask on; send the code in %[1]s "+
-			"(%[1]s=123456 ssh -o SendEnv=%[1]s host …), or log in with a terminal (ssh -t host) to be asked", CodeEnv)
+		// Said only when the helper asks for a code: a user the policy
+		// exempts ([policy], a service account running scp) is asked
+		// nothing and needs no terminal.
+		noWay := noWayToAsk{deny("no verification code: this session has no terminal to ask on; send the code in %[1]s "+
+			"(%[1]s=123456 ssh -o SendEnv=%[1]s host …), or log in with a terminal (ssh -t host) to be asked", CodeEnv)}
+		u.answer = func() (string, error) { return "", noWay }
 	}
 
 	req := protocol.Request{Op: protocol.OpVerify, User: acct.Name, Service: Service}
@@ -292,7 +296,10 @@ wait:
 
 // explain turns the helper's verdict into nil (accepted) or a denial.
 func explain(verdict string, err error, u *ui, timeout time.Duration) error {
+	var noWay noWayToAsk
 	switch cause := u.noAnswer(); {
+	case errors.As(cause, &noWay):
+		return noWay.error
 	case errors.Is(cause, errTimeout):
 		return deny("no code was entered within %v", timeout)
 	case errors.Is(cause, errEOF):
@@ -318,6 +325,10 @@ func explain(verdict string, err error, u *ui, timeout time.Duration) error {
 	}
 	return deny("otpgate-helper answered %q", verdict)
 }
+
+// noWayToAsk is the answer of a session with neither a terminal nor a
+// code in CodeEnv: the denial, said if the helper asks for a code.
+type noWayToAsk struct{ error }
 
 // checkHelper requires what make install leaves of the launcher: a
 // root-owned setuid regular file that nobody else can write.

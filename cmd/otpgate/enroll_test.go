@@ -18,7 +18,7 @@ import (
 // and the exit code.
 func (e *env) enrollInteractive(user string, answer func(secret string) []string) (string, string, int) {
 	e.t.Helper()
-	cmd := exec.Command(e.bin, "--config", e.config, "enroll", "--user", user, "--qr", "utf8")
+	cmd := exec.Command(e.bin, "--config", e.config, "enroll", "--user", user, "--force", "--qr", "utf8") // --force: no system user
 	stdin, _ := cmd.StdinPipe()
 	stdout, _ := cmd.StdoutPipe()
 	var stderr bytes.Buffer

@@ -591,6 +591,9 @@ func (k *killRun) sweep() {
 func (k *killRun) enroll(force bool) {
 	k.t.Helper()
 	args := []string{"enroll", "--user", "alice", "--no-confirm", "--json", "--qr", "none"}
+	if !force {
+		args = append(args, "--force") // alice is no system user; not enrolled yet
+	}
 	var before keystore.State
 	if force {
 		k.sweep()

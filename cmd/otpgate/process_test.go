@@ -74,7 +74,8 @@ type enrollment struct {
 
 func (e *env) enroll(user string, args ...string) enrollment {
 	e.t.Helper()
-	out, stderr, code := e.run("", append([]string{"enroll", "--user", user, "--no-confirm", "--json", "--qr", "none"}, args...)...)
+	// --force: the test names (alice, bob) are no users of this system.
+	out, stderr, code := e.run("", append([]string{"enroll", "--user", user, "--force", "--no-confirm", "--json", "--qr", "none"}, args...)...)
 	if code != 0 {
 		e.t.Fatalf("enroll %s: exit %d: %s", user, code, stderr)
 	}

@@ -66,7 +66,7 @@ func TestQRCodeAndOathtool(t *testing.T) {
 		t.Errorf("otpgate verify of oathtool's code: exit %d %s", rc, stderr)
 	}
 	// The PNG is never written over an existing file or through a link.
-	if _, stderr, rc := e.run("", "enroll", "--user", "bob", "--no-confirm", "--qr", "none", "--qr-png", png); rc != 2 || !strings.Contains(stderr, "exists") {
+	if _, stderr, rc := e.run("", "enroll", "--user", "bob", "--force", "--no-confirm", "--qr", "none", "--qr-png", png); rc != 2 || !strings.Contains(stderr, "exists") {
 		t.Errorf("--qr-png over an existing file: exit %d %q", rc, stderr)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/otpgate/otpgate/internal/account"
 	"github.com/otpgate/otpgate/internal/authlog"
 	"github.com/otpgate/otpgate/internal/config"
+	"github.com/otpgate/otpgate/internal/nss"
 	"github.com/otpgate/otpgate/internal/version"
 	"github.com/otpgate/otpgate/keystore"
 )
@@ -183,10 +184,15 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 func targetUser(name string) (string, error) {
 	if name == "" {
 		u, err := user.Current()
-		if err != nil {
-			return "", usageErr("cannot tell who you are (%v); pass --user NAME", err)
+		if err == nil {
+			name = u.Username
+		} else if nu, nerr := nss.Default.LookupUID(os.Getuid()); nerr == nil {
+			// Not in /etc/passwd (all a static os/user reads): an
+			// LDAP or SSSD account, found through NSS.
+			name = nu.Name
+		} else {
+			return "", usageErr("cannot tell who you are (%v; %v); pass --user NAME", err, nerr)
 		}
-		name = u.Username
 	}
 	if keystore.ValidUser(name) != nil {
 		return "", usageErr("invalid user name; a name is 1 to %d bytes, without '/', control characters or a leading '.'", keystore.MaxUserLen)

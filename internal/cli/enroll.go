@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/otpgate/otpgate/internal/account"
+	"github.com/otpgate/otpgate/internal/nss"
 	"github.com/otpgate/otpgate/internal/qrterm"
 	"github.com/otpgate/otpgate/internal/totp"
 	"github.com/otpgate/otpgate/keystore"
@@ -35,7 +36,8 @@ secret, and prints the backup codes once. They are never shown again.
   --qr-png FILE   also write the QR code to FILE (a new file, mode 0600)
   --no-confirm    save without asking for a code from the app
   --force         replace an existing secret; its codes and backup codes
-                  stop working (the failure count is kept)
+                  stop working (the failure count is kept); with --user,
+                  also enroll a name the system does not know (yet)
   --json          print {"user","uri","secret","backup_codes"} on stdout;
                   the QR code and prompts go to stderr
 `
@@ -75,6 +77,11 @@ func runEnroll(e *env, args []string) error {
 			"to replace the secret run otpgate enroll --user "+user+" --force (the old app entries and backup codes stop working); to add another authenticator, --add --label NAME")
 	} else if err != nil && !errors.Is(err, keystore.ErrNotEnrolled) && !*force {
 		return err
+	}
+	if *name != "" && !*force {
+		if err := knownUser(user); err != nil {
+			return err
+		}
 	}
 
 	en, err := e.mgr.NewEnrollment(user)
@@ -266,4 +273,21 @@ func printJSON(w io.Writer, v any) error {
 	enc.SetIndent("", "  ")
 	enc.SetEscapeHTML(false) // keep the & in key URIs readable
 	return enc.Encode(v)
+}
+
+// knownUser refuses to enroll a name the system does not know (getent
+// passwd: /etc/passwd, LDAP, SSSD, ...): most often a typo, whose secret
+// nobody could use. --force enrolls it anyway, for an account that will
+// exist later.
+func knownUser(name string) error {
+	_, err := nss.Default.LookupUser(name)
+	if errors.Is(err, nss.ErrNotFound) {
+		return withHint(deniedErr("%s is not a user this system knows (getent passwd %s); nothing was changed", name, name),
+			"check the name; to enroll an account that will exist later, add --force")
+	}
+	if err != nil {
+		return withHint(deniedErr("cannot tell whether %s exists: %v; nothing was changed", name, err),
+			"fix the lookup (getent passwd "+name+"), or add --force to enroll the name as it is")
+	}
+	return nil
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/otpgate/otpgate/internal/authlog"
 	"github.com/otpgate/otpgate/internal/backupcode"
 	"github.com/otpgate/otpgate/internal/gaimport"
+	"github.com/otpgate/otpgate/internal/nss"
 	"github.com/otpgate/otpgate/internal/totp"
 	"github.com/otpgate/otpgate/keystore"
 )
@@ -24,9 +25,11 @@ backup code that works once) of the user's ~/.google_authenticator are
 stored as the user's otpgate enrollment. Root only.
 
   --user NAME        the account to import; its home directory and uid
-                     come from /etc/passwd
+                     come from /etc/passwd, else NSS (getent passwd: LDAP,
+                     SSSD)
   --file PATH        read this file instead of ~NAME/.google_authenticator
   --all              every account in /etc/passwd whose home holds one
+                     (NSS-only accounts are imported one by one, --user)
   --remove-original  remove the file once the enrollment is stored
                      (default: it is left alone)
   --force            replace an existing otpgate enrollment
@@ -108,7 +111,11 @@ func runImportGA(e *env, args []string) error {
 		}
 		a, err := gaimport.Lookup(passwdPath, user)
 		if err != nil {
-			return withHint(deniedErr("%v", err), "import only accounts of this host's passwd database")
+			// Not in /etc/passwd: an LDAP or SSSD account, through NSS.
+			var nerr error
+			if a, nerr = gaimport.LookupNSS(nss.Default, user); nerr != nil {
+				return withHint(deniedErr("%v, and %v", err, nerr), "import only accounts this system knows (getent passwd "+user+")")
+			}
 		}
 		accounts = []gaimport.Account{a}
 	}

@@ -42,6 +42,76 @@ type Config struct {
 	LockDuration time.Duration // how long a lock lasts
 	BackupCodes  int           // backup codes made per set
 	FirstLogin   bool          // offer enrollment inside a login
+	Policy       Policy        // who must use a code ([policy])
+	Deadline     Date          // [enroll] deadline; zero when unset
+}
+
+// Policy is the [policy] table: who must use a code. The names are
+// checked for form here; whether they exist is the policy package's
+// question (config parsing does no lookups).
+type Policy struct {
+	RequireGroups []string // only members of these need a code; empty means everyone
+	ExemptGroups  []string // members never need one; wins over RequireGroups
+	ExemptUsers   []string // these users never need one
+}
+
+// Empty reports whether the policy names no one: everyone must use a
+// code, and nothing needs to be looked up.
+func (p Policy) Empty() bool {
+	return len(p.RequireGroups) == 0 && len(p.ExemptGroups) == 0 && len(p.ExemptUsers) == 0
+}
+
+// Date is a calendar date without a time or zone: [enroll] deadline.
+type Date struct {
+	Year  int
+	Month time.Month
+	Day   int
+}
+
+// IsZero reports whether the date is unset.
+func (d Date) IsZero() bool { return d == Date{} }
+
+// String writes the date as TOML does: 2027-01-31.
+func (d Date) String() string {
+	return fmt.Sprintf("%04d-%02d-%02d", d.Year, int(d.Month), d.Day)
+}
+
+// Midnight is the start of the date in loc.
+func (d Date) Midnight(loc *time.Location) time.Time {
+	return time.Date(d.Year, d.Month, d.Day, 0, 0, 0, 0, loc)
+}
+
+// tomlLocalDate is the name of the zone the TOML parser gives a local
+// date (2027-01-31, no time); TestDeadline notices if it changes.
+const tomlLocalDate = "date-local"
+
+// MaxNames bounds each [policy] list, and MaxNameLen each name in it.
+const (
+	MaxNames   = 256
+	MaxNameLen = 256
+)
+
+// checkName says what is wrong with a user or group name in [policy], or
+// "" when it is fine. Besides what no account database allows (':',
+// ',', blanks, control characters), it refuses what getent would read as
+// something else: a leading '-' (an option) and all digits (a uid or gid).
+func checkName(n string) string {
+	switch {
+	case n == "":
+		return "an empty name"
+	case len(n) > MaxNameLen:
+		return fmt.Sprintf("a name over %d bytes", MaxNameLen)
+	case n[0] == '-':
+		return fmt.Sprintf("%q starts with '-'", n)
+	case strings.Trim(n, "0123456789") == "":
+		return fmt.Sprintf("%q is a number; name the group or user, not its id", n)
+	}
+	for _, r := range n {
+		if r <= ' ' || r == 0x7f || r == ':' || r == ',' || r == '/' {
+			return fmt.Sprintf("%q contains %q, which no user or group name has", n, r)
+		}
+	}
+	return ""
 }
 
 // Limits on values, chosen so a typo cannot make otpgate useless or unsafe.
@@ -84,7 +154,13 @@ type file struct {
 	} `toml:"backup_codes"`
 	Enroll struct {
 		FirstLogin *bool `toml:"first_login"`
+		Deadline   any   `toml:"deadline"` // a time.Time; see Parse
 	} `toml:"enroll"`
+	Policy struct {
+		RequireGroups []string `toml:"require_groups"`
+		ExemptGroups  []string `toml:"exempt_groups"`
+		ExemptUsers   []string `toml:"exempt_users"`
+	} `toml:"policy"`
 }
 
 // Load reads the config at path. A missing file gives Default only at
@@ -224,6 +300,38 @@ func Parse(name string, data []byte) (Config, error) {
 	}
 	if v := f.Enroll.FirstLogin; v != nil {
 		c.FirstLogin = *v
+	}
+	if f.Enroll.Deadline != nil {
+		// Only a TOML local date (2027-01-31): a time of day or a zone
+		// would say something the helper does not do (it starts the
+		// date at local midnight of the host's zone). Decoded as any:
+		// into a time.Time the parser drops the kind of value it read.
+		v, ok := f.Enroll.Deadline.(time.Time)
+		if !ok || v.Location().String() != tomlLocalDate {
+			return Config{}, bad("enroll.deadline", "write a date without a time or zone, such as 2027-01-31 (it starts at midnight, local time of the host)")
+		}
+		c.Deadline = Date{Year: v.Year(), Month: v.Month(), Day: v.Day()}
+	}
+	for _, l := range []struct {
+		key  string
+		in   []string
+		into *[]string
+	}{
+		{"policy.require_groups", f.Policy.RequireGroups, &c.Policy.RequireGroups},
+		{"policy.exempt_groups", f.Policy.ExemptGroups, &c.Policy.ExemptGroups},
+		{"policy.exempt_users", f.Policy.ExemptUsers, &c.Policy.ExemptUsers},
+	} {
+		if len(l.in) > MaxNames {
+			return Config{}, bad(l.key, "%d names; at most %d", len(l.in), MaxNames)
+		}
+		for _, n := range l.in {
+			if why := checkName(n); why != "" {
+				return Config{}, bad(l.key, "%s", why)
+			}
+		}
+		if len(l.in) > 0 {
+			*l.into = append([]string(nil), l.in...)
+		}
 	}
 	return c, nil
 }

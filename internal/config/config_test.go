@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"strings"
 	"testing"
@@ -66,7 +67,7 @@ func TestLoadMissing(t *testing.T) {
 	}
 	if _, err := os.Stat(DefaultPath); errors.Is(err, os.ErrNotExist) {
 		c, err := Load(DefaultPath)
-		if err != nil || c != Default() {
+		if err != nil || !reflect.DeepEqual(c, Default()) {
 			t.Errorf("Load(%s) with no file: %+v, %v; want the defaults", DefaultPath, c, err)
 		}
 	}
@@ -88,7 +89,7 @@ func TestDefault(t *testing.T) {
 	if host == "" {
 		want.Issuer = "otpgate"
 	}
-	if c != want {
+	if !reflect.DeepEqual(c, want) {
 		t.Errorf("Default() = %+v\nwant %+v", c, want)
 	}
 	if DefaultPath != "/etc/otpgate/config.toml" || DefaultStore != "/var/lib/otpgate" {
@@ -129,7 +130,7 @@ first_login = true
 		BackupCodes:  12,
 		FirstLogin:   true,
 	}
-	if c != want {
+	if !reflect.DeepEqual(c, want) {
 		t.Errorf("Load = %+v\nwant %+v", c, want)
 	}
 }
@@ -159,7 +160,7 @@ first_login = false        # offer enrollment inside the login of a user with no
 	}
 	want := Default()
 	want.Issuer = "web-01"
-	if c != want {
+	if !reflect.DeepEqual(c, want) {
 		t.Errorf("Parse = %+v\nwant %+v", c, want)
 	}
 }
@@ -187,7 +188,7 @@ func TestPartial(t *testing.T) {
 		want := Default()
 		change(&want)
 		c, err := Parse("partial.toml", []byte(content))
-		if err != nil || c != want {
+		if err != nil || !reflect.DeepEqual(c, want) {
 			t.Errorf("Parse(%q) = %+v, %v\nwant %+v", content, c, err, want)
 		}
 	}
@@ -348,7 +349,7 @@ func TestLoadFileAttacks(t *testing.T) {
 			if !strings.Contains(err.Error(), c.says) {
 				t.Errorf("error %q does not say %q", err, c.says)
 			}
-			if got != (Config{}) {
+			if !reflect.DeepEqual(got, Config{}) {
 				t.Errorf("Load returned %+v with its error; want the zero Config", got)
 			}
 		})

@@ -2,6 +2,7 @@ package config
 
 import (
 	"os"
+	"reflect"
 	"testing"
 )
 
@@ -16,7 +17,7 @@ func TestContribExample(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := Default(); got != want {
+	if want := Default(); !reflect.DeepEqual(got, want) {
 		t.Errorf("contrib/config.toml gives\n%+v\nthe defaults are\n%+v", got, want)
 	}
 }

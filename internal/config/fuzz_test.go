@@ -2,6 +2,7 @@ package config
 
 import (
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -31,6 +32,10 @@ func FuzzParseConfig(f *testing.F) {
 		"[lockout\nmax_failures = 3\n",
 		"a.b.c.d = 1\n",
 		"[\"lockout\"]\n'max_failures' = 3\n",
+		"[policy]\nrequire_groups = [\"staff\"]\nexempt_groups = [\"svc\"]\nexempt_users = [\"backup\"]\n[enroll]\ndeadline = 2027-01-31\n",
+		"[enroll]\ndeadline = 2027-01-31T00:00:00Z\n",
+		"[enroll]\ndeadline = 0000-01-01\n",
+		"[policy]\nexempt_users = [\"-s\", \"0\", \"a b\"]\n",
 	} {
 		f.Add([]byte(seed))
 	}
@@ -41,7 +46,7 @@ func FuzzParseConfig(f *testing.F) {
 			if !strings.HasPrefix(err.Error(), "config: "+name) {
 				t.Fatalf("error %q does not start with the file name", err)
 			}
-			if c != (Config{}) {
+			if !reflect.DeepEqual(c, Config{}) {
 				t.Fatalf("Parse returned %+v with an error", c)
 			}
 			return
@@ -69,6 +74,16 @@ func FuzzParseConfig(f *testing.F) {
 		}
 		if c.Issuer == "" || len(c.Issuer) > 64 || strings.ContainsAny(c.Issuer, ":\r\n") {
 			t.Fatalf("issuer %q accepted", c.Issuer)
+		}
+		for _, l := range [][]string{c.Policy.RequireGroups, c.Policy.ExemptGroups, c.Policy.ExemptUsers} {
+			if len(l) > MaxNames {
+				t.Fatalf("%d names accepted", len(l))
+			}
+			for _, n := range l {
+				if why := checkName(n); why != "" {
+					t.Fatalf("policy name %q accepted: %s", n, why)
+				}
+			}
 		}
 	})
 }

@@ -57,6 +57,7 @@ func Run(o Options) *Report {
 		cfg = config.Default()
 	}
 	r.note("%s", configNote(o.ConfigPath))
+	r.checkPolicy(cfg, o.ConfigPath, time.Now())
 
 	// PAM stacks, and the module and helper each otpgate line names.
 	withOtpgate := map[string]bool{}
@@ -160,6 +161,8 @@ func Run(o Options) *Report {
 	for _, n := range names {
 		_, err := store.ReadUser(n)
 		switch {
+		case errors.Is(err, keystore.ErrNotEnrolled) && exemptByPolicy(cfg.Policy, n):
+			// [policy] lets them through without a code.
 		case errors.Is(err, keystore.ErrNotEnrolled):
 			r.add(Finding{Check: "users", Context: n, Problem: fmt.Sprintf("%s (%s) is not enrolled: their logins are denied, or pass without a code under nullok", n, protected[n]), Fix: "otpgate enroll --user " + n})
 		case err != nil:

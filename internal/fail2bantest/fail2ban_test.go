@@ -281,6 +281,22 @@ func drive(t *testing.T, helperBin, route string) ([]logLine, []*attempt) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The same store under [policy] and [enroll] deadline: an exempt
+	// user, a user let in before the deadline, one denied after it, and
+	// a policy that cannot be evaluated (otpgate's fault). None of them
+	// is a guess but the denial after the deadline, which counts like
+	// any denial of a user without a code.
+	policyCfg := func(name, extra string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body+extra), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	exemptCfg := policyCfg("exempt.toml", "[policy]\nexempt_users = [\"root\"]\n")
+	graceCfg := policyCfg("grace.toml", "[enroll]\ndeadline = 2999-01-01\n")
+	pastCfg := policyCfg("past.toml", "[enroll]\ndeadline = 2000-01-01\n")
+	brokenCfg := policyCfg("broken.toml", "[policy]\nexempt_groups = [\"otpgate-no-such-group\"]\n")
 	mgr := &account.Manager{Store: keystore.New(cfg.Store), Config: cfg}
 	secrets := map[string][]byte{}
 	for _, u := range []string{"alice", "bob", "erin"} {
@@ -485,6 +501,14 @@ exec "$4" --listen "$5"`
 			line: "user=carol service=sshd rhost=192.0.2.11 outcome=denied reason=not-enrolled", ban: "192.0.2.11"},
 		{req: with(sshd("carol", "192.0.2.12"), func(r *protocol.Request) { r.Args = append(r.Args, "nullok") }), answer: "wrong",
 			line: "user=carol service=sshd rhost=192.0.2.12 outcome=not-enrolled reason=nullok"},
+		{req: with(sshd("root", "192.0.2.13"), func(r *protocol.Request) { r.Args = []string{"config=" + exemptCfg} }), answer: "wrong",
+			line: "user=root service=sshd rhost=192.0.2.13 outcome=exempt reason=policy policy=exempt-user:root"},
+		{req: with(sshd("carol", "192.0.2.14"), func(r *protocol.Request) { r.Args = []string{"config=" + graceCfg} }), answer: "wrong",
+			line: "user=carol service=sshd rhost=192.0.2.14 outcome=not-enrolled reason=before-deadline deadline=2999-01-01 days_left="},
+		{req: with(sshd("carol", "192.0.2.15"), func(r *protocol.Request) { r.Args = []string{"config=" + pastCfg, "nullok"} }), answer: "wrong",
+			line: "user=carol service=sshd rhost=192.0.2.15 outcome=denied reason=deadline-passed deadline=2000-01-01 policy=everyone", ban: "192.0.2.15"},
+		{req: with(sshd("carol", "192.0.2.16"), func(r *protocol.Request) { r.Args = []string{"config=" + brokenCfg} }), answer: "wrong",
+			line: "user=carol service=sshd rhost=192.0.2.16 outcome=error reason=policy-error policy=error error="},
 		// Self mode: a normal user's own process chose the remote host.
 		{self: true, req: selfReq("sshd", "198.51.100.6"), answer: "wrong",
 			line: "user=nobody service=self-sshd rhost=198.51.100.6 outcome=denied reason=not-enrolled"},

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strconv"
 
+	"github.com/otpgate/otpgate/internal/nss"
 	"github.com/otpgate/otpgate/internal/passwd"
 )
 
@@ -42,6 +43,20 @@ func Lookup(path, name string) (Account, error) {
 		}
 	}
 	return Account{}, fmt.Errorf("%s is not in %s", name, path)
+}
+
+// LookupNSS returns the account name as NSS knows it (getent passwd: an
+// LDAP or SSSD account too): for a name Lookup does not find in the
+// passwd file.
+func LookupNSS(r *nss.Resolver, name string) (Account, error) {
+	u, err := r.LookupUser(name)
+	if err != nil {
+		return Account{}, err
+	}
+	if u.Home == "" {
+		return Account{}, fmt.Errorf("%s (getent passwd) has no home directory", name)
+	}
+	return Account{Name: u.Name, UID: u.UID, Home: u.Home}, nil
 }
 
 // All returns the accounts of the passwd file at path whose home holds a

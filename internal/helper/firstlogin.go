@@ -206,26 +206,3 @@ func CompactKeyURI(issuer, user string, secret []byte, p totp.Params) string {
 	// As KeyURI: spaces as %20, which apps read literally.
 	return head + "?" + strings.ReplaceAll(q.Encode(), "+", "%20")
 }
-
-// verifyOrEnroll is verify for a client that can show the enrollment
-// screens (sshcheck with a terminal, which runs after the key): a user
-// who has no secret is offered first-login enrollment instead of a prompt
-// for a code that cannot exist. In self mode the caller runs as the user
-// already, who could run otpgate enroll as well: nothing here is more
-// than that.
-func (x *selfOp) verifyOrEnroll(prompt string) string {
-	_, err := x.store.ReadUser(x.user)
-	if errors.Is(err, keystore.ErrNotEnrolled) {
-		if v, done := firstLogin(x.s, x.cfg, x.o, x.user, x.service, ""); done {
-			return v
-		}
-		logLine(x.o.Log, x.user, x.service, "", "denied", "reason", "not-enrolled")
-		return x.notEnrolled()
-	}
-	if err != nil {
-		logLine(x.o.Log, x.user, x.service, "", "error", "reason", "store-error", "error", err.Error())
-		x.s.fail("%s", setupErrMsg)
-		return protocol.ResultAuthErr
-	}
-	return x.verify(prompt)
-}

@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/otpgate/otpgate/internal/authlog"
 	"github.com/otpgate/otpgate/internal/protocol"
 	"github.com/otpgate/otpgate/internal/qrterm"
 	"github.com/otpgate/otpgate/internal/totp"
@@ -103,18 +102,13 @@ func (p *person) said(sub string) bool {
 	return false
 }
 
-func logBuf(f *fixture) (*authlog.Logger, *strings.Builder) {
-	var buf strings.Builder
-	return authlog.Dial(filepath.Join(f.dir, "no-syslog"), "otpgate", &buf), &buf
-}
-
 // TestFirstLoginPAM: a user with no secret, on a stack with first_login
 // and the config key on, is shown the URI and a QR code that encodes it,
 // enrolls with a code of it, gets backup codes, and is let in; the next
 // login asks for a code as for anyone enrolled.
 func TestFirstLoginPAM(t *testing.T) {
 	f := newFixture(t, firstLoginOn)
-	log, buf := logBuf(f)
+	log, buf := logBuf(t, f)
 	p := &person{f: f, t: t}
 	req := protocol.Request{Op: protocol.OpAuthenticate, User: "bob", Service: "sshd", RHost: "192.0.2.1",
 		Args: []string{"config=" + f.config, "first_login"}, Silent: true}
@@ -211,7 +205,7 @@ func TestFirstLoginNotOffered(t *testing.T) {
 // (denied; nullok: ignore).
 func TestFirstLoginAbandoned(t *testing.T) {
 	f := newFixture(t, firstLoginOn)
-	log, buf := logBuf(f)
+	log, buf := logBuf(t, f)
 	cases := []struct {
 		name string
 		p    *person

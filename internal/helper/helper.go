@@ -16,7 +16,8 @@
 //     through otpgate-launch-helper, the setuid launcher (the otpgate
 //     command, sshcheck, or the PAM module in a host that runs as the
 //     user, such as a screen locker). It acts only for the account of that
-//     uid (looked up in /etc/passwd), always reads the default config,
+//     uid (looked up in /etc/passwd, then through NSS with getent),
+//     always reads the default config,
 //     takes no path from the request, and offers status, verify,
 //     authenticate, enroll and backup-codes. It never reveals a stored
 //     secret, never resets the failure count, and every code it checks
@@ -33,6 +34,7 @@ import (
 	"time"
 
 	"github.com/otpgate/otpgate/internal/authlog"
+	"github.com/otpgate/otpgate/internal/nss"
 	"github.com/otpgate/otpgate/internal/protocol"
 )
 
@@ -54,7 +56,9 @@ const (
 type Options struct {
 	Caller     int              // the uid served: 0 is trusted mode, anything else self mode for that uid
 	SelfConfig string           // the config read in self mode (config.DefaultPath)
-	Passwd     string           // the passwd file self mode looks the uid up in ("/etc/passwd")
+	Passwd     string           // the passwd file self mode looks the uid up in first ("/etc/passwd"); then NSS
+	NSS        *nss.Resolver    // users and groups through getent; nil means nss.Default
+	Localtime  string           // the host's zone for [enroll] deadline; "" means /etc/localtime
 	Log        *authlog.Logger  // nil drops the log lines
 	Now        func() time.Time // nil means time.Now
 }

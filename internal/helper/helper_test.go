@@ -645,7 +645,7 @@ func TestBadRequest(t *testing.T) {
 // logged fields otpgate never wrote. The user name (sshd passes invalid
 // ones to PAM) and the remote host are now quoted: the line has exactly
 // one outcome, and it is the real one.
-var anchored = regexp.MustCompile(`^user=(?:"(?:[^"\\]|\\.)*"|[^" ]+) service=sshd rhost=(?:"(?:[^"\\]|\\.)*"|[^" ]+) outcome=denied reason=not-enrolled$`)
+var anchored = regexp.MustCompile(`^user=(?:"(?:[^"\\]|\\.)*"|[^" ]+) service=sshd rhost=(?:"(?:[^"\\]|\\.)*"|[^" ]+) outcome=denied reason=not-enrolled policy=everyone$`)
 
 func TestLogLineNotForged(t *testing.T) {
 	f := newFixture(t, "")
@@ -659,7 +659,7 @@ func TestLogLineNotForged(t *testing.T) {
 			t.Fatalf("user %q: %s", user, v)
 		}
 		line := strings.TrimPrefix(strings.TrimSpace(buf.String()), "otpgate: log: ")
-		want := authlog.Fields("user", user, "service", "sshd", "rhost", "203.0.113.9 outcome=accepted", "outcome", "denied", "reason", "not-enrolled")
+		want := authlog.Fields("user", user, "service", "sshd", "rhost", "203.0.113.9 outcome=accepted", "outcome", "denied", "reason", "not-enrolled", "policy", "everyone")
 		if line != want {
 			t.Errorf("user %q: logged\n  %s\nwant\n  %s", user, line, want)
 		}

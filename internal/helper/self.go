@@ -9,7 +9,6 @@ import (
 	"github.com/otpgate/otpgate/internal/account"
 	"github.com/otpgate/otpgate/internal/authlog"
 	"github.com/otpgate/otpgate/internal/config"
-	"github.com/otpgate/otpgate/internal/passwd"
 	"github.com/otpgate/otpgate/internal/protocol"
 	"github.com/otpgate/otpgate/internal/totp"
 	"github.com/otpgate/otpgate/internal/verify"
@@ -48,10 +47,9 @@ const confirmTries = 3
 // self serves a normal user, for their own account only.
 func self(s *session, req protocol.Request, o Options) string {
 	s.timeout = SelfTimeout
-	acct, err := passwd.LookupUID(o.Passwd, o.Caller)
-	name := acct.Name
+	name, err := callerName(o, o.Caller)
 	if err != nil {
-		s.fail("cannot find your account (uid %d) in %s: %v", o.Caller, o.Passwd, err)
+		s.fail("cannot find your account (uid %d): %v", o.Caller, err)
 		return protocol.ResultAuthErr
 	}
 	if keystore.ValidUser(name) != nil || (req.User != "" && req.User != name) {
@@ -80,10 +78,7 @@ func self(s *session, req protocol.Request, o Options) string {
 	case protocol.OpStatus:
 		return x.status()
 	case protocol.OpVerify:
-		if ea.firstLogin && cfg.FirstLogin {
-			return x.verifyOrEnroll("Verification code: ")
-		}
-		return x.verify("Verification code: ")
+		return x.login(ea.firstLogin)
 	case protocol.OpEnroll:
 		return x.enroll(ea)
 	case protocol.OpBackupCodes:
@@ -127,6 +122,7 @@ type selfOp struct {
 	mgr      *account.Manager
 	service  string // for log lines: "self-" and what the client called itself
 	totpOnly bool   // a backup code is not accepted as the current code (adding an authenticator)
+	rule     string // why the user must use a code (policy=), for a login only
 }
 
 // selfEnrollArgs are the arguments of a self-mode request.
@@ -200,12 +196,40 @@ func (x *selfOp) status() string {
 	return protocol.ResultSuccess
 }
 
-// verify asks for a code of the stored secret (or a backup code) and
-// checks it exactly as a login does: it counts against the lockout and
-// each code works once.
-func (x *selfOp) verify(prompt string) string {
-	// A login (sshcheck asks this): told no more than a PAM login is.
-	v, _ := x.verifyFor(prompt, false)
+// login is sshcheck's check after the key, in the order of a PAM login
+// (see authenticate): the policy, then the code of an enrolled user, then
+// for one without a code first-login enrollment (offered when the client
+// sent first_login) and the enrollment deadline.
+func (x *selfOp) login(offer bool) string {
+	d, exempt, perr := loginPolicy(x.cfg, x.user, x.service, "", x.o)
+	if exempt {
+		return protocol.ResultSuccess
+	}
+	x.rule = d.Rule
+	_, err := x.store.ReadUser(x.user)
+	if errors.Is(err, keystore.ErrNotEnrolled) {
+		if perr != nil {
+			return policyError(x.s, x.user, x.service, "", perr, x.o)
+		}
+		// First-login enrollment (sshcheck runs after the key, and asks
+		// for it when it has a terminal to show it on): completed, it
+		// decides; abandoned, the deadline or the denial below does.
+		if offer && x.cfg.FirstLogin {
+			if v, done := firstLogin(x.s, x.cfg, x.o, x.user, x.service, ""); done {
+				return v
+			}
+		}
+		if !x.cfg.Deadline.IsZero() {
+			return enrollDeadline(x.s, x.user, x.service, "", x.cfg, d.Rule, x.o)
+		}
+		// No prompt for a code that cannot exist, as in a PAM login.
+		logLine(x.o.Log, x.user, x.service, "", "denied", "reason", "not-enrolled", "policy", d.Rule)
+		return x.notEnrolled()
+	} else if err != nil {
+		return x.storeError(err)
+	}
+	// A login: told no more than a PAM login is.
+	v, _ := x.verifyFor("Verification code: ", false)
 	return v
 }
 
@@ -222,7 +246,7 @@ func (x *selfOp) verifyFor(prompt string, explain bool) (string, string) {
 		return protocol.ResultAuthErr, ""
 	}
 	v := verify.Verifier{Store: x.store, Config: x.cfg, Log: x.o.Log, Now: x.o.Now}
-	r := v.Verify(verify.Request{User: x.user, Code: string(answer), Service: x.service, TOTPOnly: x.totpOnly})
+	r := v.Verify(verify.Request{User: x.user, Code: string(answer), Service: x.service, TOTPOnly: x.totpOnly, Policy: x.rule})
 	if explain {
 		x.why(r)
 	}

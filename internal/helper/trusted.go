@@ -7,6 +7,7 @@ import (
 
 	"github.com/otpgate/otpgate/internal/backupcode"
 	"github.com/otpgate/otpgate/internal/config"
+	"github.com/otpgate/otpgate/internal/policy"
 	"github.com/otpgate/otpgate/internal/protocol"
 	"github.com/otpgate/otpgate/internal/verify"
 	"github.com/otpgate/otpgate/keystore"
@@ -65,19 +66,23 @@ func trusted(s *session, req protocol.Request, o Options) string {
 // authenticate asks for the code of req.User and checks it: the PAM
 // module's request, in trusted mode and (for a host that runs as the
 // user, such as a screen locker) in self mode.
+//
+// The order (docs/pam-module.md, "Who must use a code"): the policy
+// first, then the code of an enrolled user, then what is done for one
+// without a code.
 func authenticate(s *session, req protocol.Request, a pamArgs, cfg config.Config, o Options) string {
 	user := req.User
+	d, exempt, perr := loginPolicy(cfg, user, req.Service, req.RHost, o)
+	if exempt {
+		return protocol.ResultSuccess
+	}
 	store := keystore.New(cfg.Store)
 	u, err := store.ReadUser(user)
 	if errors.Is(err, keystore.ErrNotEnrolled) {
-		// Never with forward_pass: there the code comes before the
-		// password, so no first factor has been checked yet.
-		if a.firstLogin && !a.forwardPass && cfg.FirstLogin {
-			if v, done := firstLogin(s, cfg, o, user, req.Service, req.RHost); done {
-				return v
-			}
+		if perr != nil {
+			return policyError(s, user, req.Service, req.RHost, perr, o)
 		}
-		return notEnrolled(s, req, a, o)
+		return notEnrolled(s, req, a, cfg, d.Rule, o)
 	}
 	if err != nil {
 		logLine(o.Log, user, req.Service, req.RHost, "error", "reason", "store-error", "error", err.Error())
@@ -114,8 +119,13 @@ func authenticate(s *session, req protocol.Request, a pamArgs, cfg config.Config
 		}
 	}
 	v := verify.Verifier{Store: store, Config: cfg, Log: o.Log, Now: o.Now, LockWait: min(a.timeout, verify.DefaultLockWait)}
-	r := v.Verify(verify.Request{User: user, Code: code, Service: req.Service, RHost: req.RHost})
-	return verdict(s, r, func() string { return notEnrolled(s, req, a, o) })
+	r := v.Verify(verify.Request{User: user, Code: code, Service: req.Service, RHost: req.RHost, Policy: d.Rule})
+	return verdict(s, r, func() string {
+		if perr != nil {
+			return policyError(s, user, req.Service, req.RHost, perr, o)
+		}
+		return notEnrolled(s, req, a, cfg, d.Rule, o)
+	})
 }
 
 // verdict turns a verification result into a verdict, telling the person
@@ -144,14 +154,31 @@ func verdict(s *session, r verify.Result, notEnrolled func() string) string {
 	return protocol.ResultAuthErr
 }
 
-// notEnrolled answers for a user without a secret: PAM_IGNORE when the
-// administrator asked for it with nullok, else a denial that says why.
-func notEnrolled(s *session, req protocol.Request, a pamArgs, o Options) string {
+// notEnrolled answers for a user without a secret whom the policy
+// requires to use one (rule says why, for the log): before the
+// enrollment deadline a pass with a message, from it on a denial; with no
+// deadline PAM_IGNORE when the administrator asked for it with nullok,
+// else a denial that says why.
+func notEnrolled(s *session, req protocol.Request, a pamArgs, cfg config.Config, rule string, o Options) string {
+	// First-login enrollment: completed, it decides; abandoned, the
+	// rules below do. Never with forward_pass (there the code comes
+	// before the password, so no first factor has been checked yet), and
+	// never for a name the system does not know (a secret stored for it
+	// would wait for whoever gets that name).
+	if a.firstLogin && !a.forwardPass && cfg.FirstLogin && rule != policy.RuleUnknownUser {
+		if v, done := firstLogin(s, cfg, o, req.User, req.Service, req.RHost); done {
+			return v
+		}
+	}
+	if !cfg.Deadline.IsZero() {
+		// A deadline decides; nullok matters only without one.
+		return enrollDeadline(s, req.User, req.Service, req.RHost, cfg, rule, o)
+	}
 	if a.nullok {
-		logLine(o.Log, req.User, req.Service, req.RHost, "not-enrolled", "reason", "nullok")
+		logLine(o.Log, req.User, req.Service, req.RHost, "not-enrolled", "reason", "nullok", "policy", rule)
 		return protocol.ResultIgnore
 	}
-	logLine(o.Log, req.User, req.Service, req.RHost, "denied", "reason", "not-enrolled")
+	logLine(o.Log, req.User, req.Service, req.RHost, "denied", "reason", "not-enrolled", "policy", rule)
 	s.fail("%s", notEnrolledMsg)
 	return protocol.ResultAuthErr
 }

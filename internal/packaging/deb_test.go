@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"strings"
 	"sync"
@@ -195,12 +196,12 @@ func checkConffile(t *testing.T, data []byte) {
 		}
 	}
 	want := config.Default()
-	if got, err := config.Parse("conffile", data); err != nil || got != want {
+	if got, err := config.Parse("conffile", data); err != nil || !reflect.DeepEqual(got, want) {
 		t.Errorf("the conffile as shipped gives %+v, %v; want the defaults %+v", got, err, want)
 	}
 	// issuer's default is the host name: its line shows an example.
 	uncommented := regexp.MustCompile(`(?m)^#([a-hj-z_][a-z_]* *=)`).ReplaceAll(data, []byte("$1"))
-	if got, err := config.Parse("conffile", uncommented); err != nil || got != want {
+	if got, err := config.Parse("conffile", uncommented); err != nil || !reflect.DeepEqual(got, want) {
 		t.Errorf("the conffile with every key uncommented gives %+v, %v; want the defaults %+v", got, err, want)
 	}
 }

@@ -1,11 +1,12 @@
-// Package passwd reads /etc/passwd itself, without NSS or cgo: the setuid
-// helper must not load NSS modules chosen by the host's configuration into
-// a root process the user started, and otpgate's binaries are static.
-// Accounts that exist only in NSS (LDAP, SSSD) are therefore not found.
+// Package passwd reads /etc/passwd itself, without NSS or cgo: the fast
+// path for the accounts most hosts have, with no process to start.
+// Accounts that exist only in NSS (LDAP, SSSD) are not found here; the
+// callers that must find them ask internal/nss (getent) after a miss.
 package passwd
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -18,6 +19,9 @@ const (
 	maxFile = 16 << 20
 	maxLine = 64 << 10
 )
+
+// ErrNotFound is returned by LookupUID for a uid the file does not have.
+var ErrNotFound = errors.New("no such uid")
 
 // Entry is one account line.
 type Entry struct {
@@ -79,7 +83,7 @@ func LookupUID(path string, uid int) (Entry, error) {
 		return Entry{}, err
 	}
 	if found == nil {
-		return Entry{}, fmt.Errorf("uid %d is not in %s", uid, path)
+		return Entry{}, fmt.Errorf("uid %d is not in %s: %w", uid, path, ErrNotFound)
 	}
 	return *found, nil
 }

@@ -35,7 +35,8 @@ type Verifier struct {
 	LockWait time.Duration    // 0 means DefaultLockWait
 }
 
-// Request is one attempt. Service and RHost only go into the log line.
+// Request is one attempt. Service, RHost and Policy only go into the log
+// line.
 type Request struct {
 	User    string
 	Code    string
@@ -45,6 +46,7 @@ type Request struct {
 	// backup-code-refused, counted like any wrong code): for adding an
 	// authenticator, which needs a code of an existing one.
 	TOTPOnly bool
+	Policy   string // why the user must use a code (policy.Decision.Rule); "" writes no policy= field
 }
 
 // Outcome is the verdict of an attempt.
@@ -305,6 +307,9 @@ func (v *Verifier) log(req Request, r Result) {
 	}
 	if !r.LockedUntil.IsZero() {
 		kv = append(kv, "locked_until", r.LockedUntil.UTC().Format(time.RFC3339))
+	}
+	if req.Policy != "" {
+		kv = append(kv, "policy", req.Policy)
 	}
 	if r.Err != nil {
 		kv = append(kv, "error", r.Err.Error())
