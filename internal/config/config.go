@@ -44,6 +44,34 @@ type Config struct {
 	FirstLogin   bool          // offer enrollment inside a login
 	Policy       Policy        // who must use a code ([policy])
 	Deadline     Date          // [enroll] deadline; zero when unset
+	Backend      string        // where users and state live: BackendFiles or BackendPostgres
+	Postgres     Postgres      // [postgres], used when Backend is BackendPostgres
+}
+
+// Backends.
+const (
+	BackendFiles    = "files"    // the store directory on this host (the default)
+	BackendPostgres = "postgres" // one PostgreSQL database for a fleet ([postgres])
+)
+
+// What a host does when the PostgreSQL backend does not answer.
+const (
+	UnavailableDeny  = "deny"  // every login that needs a code is denied (the default)
+	UnavailableLocal = "local" // users with a secret in the local files store may log in with it
+)
+
+// Postgres is the [postgres] table.
+type Postgres struct {
+	// DSN is a libpq keyword/value string or a postgres:// URL. It holds
+	// no password: one comes from a passfile (passfile= in the DSN, or
+	// the default ~/.pgpass of the user the helper runs as).
+	DSN string
+	// OnUnavailable is UnavailableDeny or UnavailableLocal.
+	OnUnavailable string
+	// ConnectTimeout bounds connecting; QueryTimeout one attempt's
+	// round trips.
+	ConnectTimeout time.Duration
+	QueryTimeout   time.Duration
 }
 
 // Policy is the [policy] table: who must use a code. The names are
@@ -135,6 +163,12 @@ func Default() Config {
 		MaxFailures:  5,
 		LockDuration: 15 * time.Minute,
 		BackupCodes:  10,
+		Backend:      BackendFiles,
+		Postgres: Postgres{
+			OnUnavailable:  UnavailableDeny,
+			ConnectTimeout: 5 * time.Second,
+			QueryTimeout:   5 * time.Second,
+		},
 	}
 }
 
@@ -161,6 +195,13 @@ type file struct {
 		ExemptGroups  []string `toml:"exempt_groups"`
 		ExemptUsers   []string `toml:"exempt_users"`
 	} `toml:"policy"`
+	Backend  *string `toml:"backend"`
+	Postgres struct {
+		DSN            *string `toml:"dsn"`
+		OnUnavailable  *string `toml:"on_unavailable"`
+		ConnectTimeout *string `toml:"connect_timeout"`
+		QueryTimeout   *string `toml:"query_timeout"`
+	} `toml:"postgres"`
 }
 
 // Load reads the config at path. A missing file gives Default only at
@@ -333,7 +374,101 @@ func Parse(name string, data []byte) (Config, error) {
 			*l.into = append([]string(nil), l.in...)
 		}
 	}
+	if err := parseBackend(&c, &f, bad); err != nil {
+		return Config{}, err
+	}
 	return c, nil
+}
+
+// parseBackend reads backend and [postgres]. The DSN is checked for form
+// only (no connection, and no PostgreSQL code in the config package, which
+// every exec of the helper loads): present when the backend is postgres,
+// and without a password, which belongs in a root-only passfile.
+func parseBackend(c *Config, f *file, bad func(key, format string, args ...any) error) error {
+	if f.Backend != nil {
+		switch *f.Backend {
+		case BackendFiles, BackendPostgres:
+			c.Backend = *f.Backend
+		default:
+			return bad("backend", "%q is not a backend; use %q or %q", *f.Backend, BackendFiles, BackendPostgres)
+		}
+	}
+	p := f.Postgres
+	if p.DSN != nil {
+		if *p.DSN == "" || len(*p.DSN) > 4096 || strings.ContainsAny(*p.DSN, "\x00\n\r") {
+			return bad("postgres.dsn", "must be one line of 1 to 4096 bytes")
+		}
+		if dsnHasPassword(*p.DSN) {
+			return bad("postgres.dsn", "holds a password; put it in a passfile (root:root 0600) and name it with passfile= in the DSN")
+		}
+		c.Postgres.DSN = *p.DSN
+	}
+	if p.OnUnavailable != nil {
+		switch *p.OnUnavailable {
+		case UnavailableDeny, UnavailableLocal:
+			c.Postgres.OnUnavailable = *p.OnUnavailable
+		default:
+			return bad("postgres.on_unavailable", "%q is not one of %q, %q", *p.OnUnavailable, UnavailableDeny, UnavailableLocal)
+		}
+	}
+	for _, t := range []struct {
+		key  string
+		in   *string
+		into *time.Duration
+	}{
+		{"postgres.connect_timeout", p.ConnectTimeout, &c.Postgres.ConnectTimeout},
+		{"postgres.query_timeout", p.QueryTimeout, &c.Postgres.QueryTimeout},
+	} {
+		if t.in == nil {
+			continue
+		}
+		d, err := time.ParseDuration(*t.in)
+		if err != nil || d < 100*time.Millisecond || d > 60*time.Second {
+			return bad(t.key, "%q is not a duration from 100ms to 60s, such as \"5s\"", *t.in)
+		}
+		*t.into = d
+	}
+	if c.Backend == BackendPostgres && c.Postgres.DSN == "" {
+		return bad("backend", "backend = \"postgres\" needs dsn in [postgres]")
+	}
+	return nil
+}
+
+// dsnHasPassword reports whether a DSN carries a password: a password
+// keyword in the keyword/value form, or a password in a URL's user info.
+func dsnHasPassword(dsn string) bool {
+	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
+		rest := dsn[strings.Index(dsn, "://")+3:]
+		if at := strings.IndexByte(rest, '@'); at >= 0 {
+			if slash := strings.IndexByte(rest, '/'); slash < 0 || at < slash {
+				if strings.Contains(rest[:at], ":") {
+					return true
+				}
+			}
+		}
+		// The query string may name one too.
+		if _, q, ok := strings.Cut(rest, "?"); ok {
+			for _, kv := range strings.Split(q, "&") {
+				if k, _, _ := strings.Cut(kv, "="); strings.EqualFold(k, "password") {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	for _, field := range strings.Fields(dsn) {
+		if k, _, ok := strings.Cut(field, "="); ok && strings.EqualFold(strings.TrimSpace(k), "password") {
+			return true
+		}
+	}
+	// "password = x" with blanks around '='.
+	fields := strings.Fields(dsn)
+	for i, f := range fields {
+		if strings.EqualFold(f, "password") && i+1 < len(fields) && strings.HasPrefix(fields[i+1], "=") {
+			return true
+		}
+	}
+	return false
 }
 
 // keyLine finds the line where a dotted key ("lockout.max_failures") is

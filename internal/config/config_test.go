@@ -85,6 +85,8 @@ func TestDefault(t *testing.T) {
 		LockDuration: 15 * time.Minute,
 		BackupCodes:  10,
 		FirstLogin:   false,
+		Backend:      "files",
+		Postgres:     Postgres{OnUnavailable: "deny", ConnectTimeout: 5 * time.Second, QueryTimeout: 5 * time.Second},
 	}
 	if host == "" {
 		want.Issuer = "otpgate"
@@ -115,6 +117,12 @@ count = 12
 
 [enroll]
 first_login = true
+
+[postgres]
+dsn = "host=db1 dbname=otpgate user=web1 passfile=/etc/otpgate/pgpass"
+on_unavailable = "local"
+connect_timeout = "3s"
+query_timeout = "2s"
 `)
 	c, err := Load(path)
 	if err != nil {
@@ -129,6 +137,9 @@ first_login = true
 		LockDuration: 90 * time.Minute,
 		BackupCodes:  12,
 		FirstLogin:   true,
+		Backend:      "files",
+		Postgres: Postgres{DSN: "host=db1 dbname=otpgate user=web1 passfile=/etc/otpgate/pgpass",
+			OnUnavailable: "local", ConnectTimeout: 3 * time.Second, QueryTimeout: 2 * time.Second},
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("Load = %+v\nwant %+v", c, want)
