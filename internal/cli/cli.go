@@ -30,6 +30,7 @@ commands:
   unlock        clear a user's failure count and lock
   reset         remove a user's enrollment (lost phone); failures are kept
   list          list enrolled users
+  report        every account that must use a code, and where each stands
   import-google-authenticator
                 take users over from ~/.google_authenticator files
   doctor        audit sshd, PAM stacks, files and enrollment on this host
@@ -69,6 +70,7 @@ var commands = map[string]command{
 	"unlock":       {runUnlock, unlockHelp},
 	"reset":        {runReset, resetHelp},
 	"list":         {runList, listHelp},
+	"report":       {runReport, reportHelp},
 	"doctor":       {runDoctor, doctorHelp},
 	"sshcheck":     {runSSHCheck, sshcheckHelp},
 

@@ -9,9 +9,12 @@
 package report
 
 import (
-	"math"
+	"bufio"
+	"io"
+	"os"
 	"sort"
-	"time"
+	"strconv"
+	"strings"
 
 	"github.com/otpgate/otpgate/internal/account"
 )
@@ -36,8 +39,9 @@ type Inputs struct {
 	// (the reason the log line gives, such as "everyone" or
 	// "exempt-group:svc").
 	Required func(user string) (bool, string, error)
-	Deadline time.Time // zero: no enrollment deadline
-	Now      time.Time
+	// DaysLeft returns the days left before the enrollment deadline
+	// (policy.DaysLeft); nil when there is no deadline.
+	DaysLeft func() int
 }
 
 // Row is one account. Error is set, and the rest may be empty, when the
@@ -48,8 +52,8 @@ type Row struct {
 	Required bool   `json:"required"`
 	Why      string `json:"why"`
 	// DaysLeft is set for an account that must use a code and is not
-	// enrolled, when there is a deadline: whole days until it, counting
-	// a part day as one; 0 or less means the deadline has passed.
+	// enrolled, when there is a deadline: the calendar days left before
+	// it; 0 means it has passed.
 	DaysLeft *int   `json:"days_left,omitempty"`
 	Error    string `json:"error,omitempty"`
 }
@@ -125,8 +129,8 @@ func Build(in Inputs) ([]Row, error) {
 		} else {
 			r.Status = s
 		}
-		if req && !r.Enrolled && r.Error == "" && !in.Deadline.IsZero() {
-			d := DaysLeft(in.Deadline, in.Now)
+		if req && !r.Enrolled && r.Error == "" && in.DaysLeft != nil {
+			d := in.DaysLeft()
 			r.DaysLeft = &d
 		}
 		rows = append(rows, r)
@@ -134,13 +138,40 @@ func Build(in Inputs) ([]Row, error) {
 	return rows, firstErr
 }
 
-// DaysLeft is the number of days from now until deadline, a part day
-// counted as a whole one: 1 on the day before, 0 from the deadline on,
-// negative after it.
-func DaysLeft(deadline, now time.Time) int {
-	d := deadline.Sub(now).Hours() / 24
-	if d <= 0 {
-		return int(math.Floor(d))
+// Login.defs defaults, used when /etc/login.defs does not set them.
+const (
+	DefaultUIDMin = 1000
+	DefaultUIDMax = 60000
+)
+
+// UIDRange reads UID_MIN and UID_MAX from a login.defs file (useradd's
+// range for people's accounts). A missing file or key gives the default.
+func UIDRange(path string) (lo, hi int, err error) {
+	lo, hi = DefaultUIDMin, DefaultUIDMax
+	f, err := os.Open(path)
+	if os.IsNotExist(err) {
+		return lo, hi, nil
 	}
-	return int(math.Ceil(d))
+	if err != nil {
+		return 0, 0, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(io.LimitReader(f, 1<<20))
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 2 || strings.HasPrefix(fields[0], "#") {
+			continue
+		}
+		n, err := strconv.Atoi(fields[1])
+		if err != nil || n < 0 {
+			continue
+		}
+		switch fields[0] {
+		case "UID_MIN":
+			lo = n
+		case "UID_MAX":
+			hi = n
+		}
+	}
+	return lo, hi, sc.Err()
 }

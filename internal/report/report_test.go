@@ -2,28 +2,22 @@ package report
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
 	"testing"
-	"time"
 
 	"github.com/otpgate/otpgate/internal/account"
 )
 
-func TestDaysLeft(t *testing.T) {
-	deadline := time.Date(2027, 1, 31, 0, 0, 0, 0, time.UTC)
-	for _, c := range []struct {
-		now  time.Time
-		want int
-	}{
-		{deadline.Add(-72 * time.Hour), 3},
-		{deadline.Add(-49 * time.Hour), 3}, // a part day counts as one
-		{deadline.Add(-time.Second), 1},
-		{deadline, 0},
-		{deadline.Add(time.Second), -1},
-		{deadline.Add(48 * time.Hour), -2},
-	} {
-		if got := DaysLeft(deadline, c.now); got != c.want {
-			t.Errorf("DaysLeft(%v before) = %d, want %d", deadline.Sub(c.now), got, c.want)
-		}
+func TestUIDRange(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "login.defs")
+	os.WriteFile(p, []byte("# UID_MIN 5\nUID_MIN\t\t 2000\nUID_MAX 3000\nGID_MIN 10\n"), 0o644)
+	if lo, hi, err := UIDRange(p); err != nil || lo != 2000 || hi != 3000 {
+		t.Errorf("UIDRange = %d %d %v, want 2000 3000", lo, hi, err)
+	}
+	if lo, hi, err := UIDRange(filepath.Join(dir, "none")); err != nil || lo != DefaultUIDMin || hi != DefaultUIDMax {
+		t.Errorf("UIDRange of a missing file = %d %d %v", lo, hi, err)
 	}
 }
 
@@ -50,8 +44,6 @@ func TestCandidate(t *testing.T) {
 }
 
 func TestBuild(t *testing.T) {
-	now := time.Date(2027, 1, 20, 12, 0, 0, 0, time.UTC)
-	deadline := time.Date(2027, 1, 31, 0, 0, 0, 0, time.UTC)
 	status := map[string]account.Status{
 		"alice": {User: "alice", Enrolled: true, BackupLeft: 7, Failures: 2},
 		"bob":   {User: "bob"},
@@ -84,8 +76,7 @@ func TestBuild(t *testing.T) {
 			}
 			return true, "everyone", nil
 		},
-		Deadline: deadline,
-		Now:      now,
+		DaysLeft: func() int { return 11 },
 	}
 	rows, err := Build(in)
 	if err == nil {
@@ -110,7 +101,7 @@ func TestBuild(t *testing.T) {
 		t.Errorf("alice: %+v", r)
 	}
 	if r := got["bob"]; !r.Required || r.Enrolled || r.DaysLeft == nil || *r.DaysLeft != 11 {
-		t.Errorf("bob (required, not enrolled, 10.5 days before the deadline): %+v", r)
+		t.Errorf("bob (required, not enrolled, 11 days before the deadline): %+v", r)
 	}
 	if r := got["svc"]; r.Required || r.Why != "exempt-user:svc" || !r.Enrolled {
 		t.Errorf("svc: %+v", r)
