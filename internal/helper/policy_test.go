@@ -226,7 +226,7 @@ func TestPolicy(t *testing.T) {
 	if v := f.pamWith(t, Options{Log: log}, inStaff, ui); v != protocol.ResultSuccess || len(ui.prompts) != 1 {
 		t.Errorf("required user: %s, prompts %q", v, ui.prompts)
 	}
-	if want := "outcome=accepted method=totp failures=0 policy=require-group:" + staff; !strings.Contains(buf.String(), want) {
+	if want := "outcome=accepted method=totp authenticator=default failures=0 policy=require-group:" + staff; !strings.Contains(buf.String(), want) {
 		t.Errorf("log %q, want %q", buf.String(), want)
 	}
 	// A required user (by the primary group of no one; by membership)
