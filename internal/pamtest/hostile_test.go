@@ -1089,6 +1089,40 @@ func findChild(pid int, exe string) int {
 	return 0
 }
 
+// waitHelpersGone waits until no orphaned process runs exe (one whose
+// parent is not this test process, such as a helper whose host was
+// killed; a daemon a test started is its child), for at most max.
+func waitHelpersGone(t *testing.T, exe string, max time.Duration) {
+	t.Helper()
+	me := os.Getpid()
+	for deadline := time.Now().Add(max); ; {
+		running := false
+		procs, _ := filepath.Glob("/proc/[0-9]*/exe")
+		for _, p := range procs {
+			if link, _ := os.Readlink(p); link != exe {
+				continue
+			}
+			b, err := os.ReadFile(filepath.Join(filepath.Dir(p), "stat"))
+			if err != nil {
+				continue // gone meanwhile
+			}
+			f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+			if len(f) > 1 && f[1] != strconv.Itoa(me) {
+				running = true
+				break
+			}
+		}
+		if !running {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("a helper (%s) still runs %v after its host was killed", exe, max)
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 // TestHostileSignals sends every terminal and job-control signal, SIGSTOP,
 // SIGCONT and SIGKILL, at random moments to the process group of the host
 // the user started, on each route, while attempts run with right and
@@ -1142,6 +1176,11 @@ func TestHostileSignals(t *testing.T) {
 				if strings.HasPrefix(res.ended, "signal: ") {
 					ended++
 				}
+				// The helper outlives a host killed after the answer
+				// (its own session) and writes its verdict late, by
+				// design; the next attempt's before and after must not
+				// straddle that write.
+				waitHelpersGone(t, x.r.helper, 10*time.Second)
 			}
 			// Stopped for good at the prompt (route C: the client never
 			// answers), or killed there: meanwhile a clean attempt for
@@ -1292,6 +1331,9 @@ func TestHostileMixed(t *testing.T) {
 		}
 		res, _ := l.try(k, combo, answer, right, during)
 		counts[res.verdict]++
+		if during != nil {
+			waitHelpersGone(t, r.helper, 10*time.Second) // as in TestHostileSignals
+		}
 		// Where every part of the combination works and no signal
 		// could end the host, the attacker sees a verdict, and it
 		// was counted.
