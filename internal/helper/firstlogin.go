@@ -10,6 +10,7 @@ import (
 
 	"github.com/otpgate/otpgate/internal/account"
 	"github.com/otpgate/otpgate/internal/config"
+	"github.com/otpgate/otpgate/internal/nss"
 	"github.com/otpgate/otpgate/internal/protocol"
 	"github.com/otpgate/otpgate/internal/qrterm"
 	"github.com/otpgate/otpgate/internal/totp"
@@ -62,6 +63,16 @@ func firstLogin(s *session, cfg config.Config, o Options, user, service, rhost s
 		log("error", "reason", "store-error", "error", err.Error())
 		s.fail("%s", setupErrMsg)
 		return protocol.ResultAuthErr, true
+	}
+	// Only for an account the system knows (NSS): a secret stored for a
+	// name nobody has yet would wait for whoever gets that name.
+	r := o.NSS
+	if r == nil {
+		r = nss.Default
+	}
+	if _, err := r.LookupUser(user); err != nil {
+		log("refused", "reason", "unknown-user", "error", err.Error())
+		return "", false
 	}
 	store := keystore.New(cfg.Store)
 	// An account locked by wrong codes (of a secret an administrator has

@@ -112,7 +112,7 @@ func TestFirstLoginPAM(t *testing.T) {
 	p := &person{f: f, t: t}
 	req := protocol.Request{Op: protocol.OpAuthenticate, User: "bob", Service: "sshd", RHost: "192.0.2.1",
 		Args: []string{"config=" + f.config, "first_login"}, Silent: true}
-	v, _ := f.run(t, Options{Caller: 0, Log: log}, req, p)
+	v, _ := f.run(t, Options{Caller: 0, Log: log, NSS: fakeNSS(t, f.dir)}, req, p)
 	if v != protocol.ResultSuccess {
 		t.Fatalf("verdict %s; prompts %q messages %q", v, p.prompts, p.messages)
 	}
@@ -172,21 +172,27 @@ func TestFirstLoginNotOffered(t *testing.T) {
 	for _, c := range []struct {
 		name, cfg string
 		args      []string
+		user      string // "" means bob
 	}{
-		{"no argument", firstLoginOn, nil},
-		{"config key off", "", []string{"first_login"}},
-		{"config key false", "[enroll]\nfirst_login = false\n", []string{"first_login"}},
-		{"with forward_pass: the password comes after", firstLoginOn, []string{"first_login", "forward_pass"}},
+		{"no argument", firstLoginOn, nil, ""},
+		{"config key off", "", []string{"first_login"}, ""},
+		{"config key false", "[enroll]\nfirst_login = false\n", []string{"first_login"}, ""},
+		{"with forward_pass: the password comes after", firstLoginOn, []string{"first_login", "forward_pass"}, ""},
+		{"a name the system does not know", firstLoginOn, []string{"first_login"}, "ghost-bob"},
 	} {
 		f := newFixture(t, c.cfg)
 		ui := &script{answers: []string{"123456"}}
-		if v := f.pam(t, "bob", ui, c.args...); v != protocol.ResultAuthErr {
+		user := "bob"
+		if c.user != "" {
+			user = c.user
+		}
+		if v := f.pam(t, user, ui, c.args...); v != protocol.ResultAuthErr {
 			t.Fatalf("%s: %s", c.name, v)
 		}
 		if len(ui.prompts) != 0 || !ui.said(notEnrolledMsg) {
 			t.Fatalf("%s: prompts %q messages %q", c.name, ui.prompts, ui.messages)
 		}
-		if ok, _ := f.store.Enrolled("bob"); ok {
+		if ok, _ := f.store.Enrolled(user); ok {
 			t.Fatalf("%s: a secret was stored", c.name)
 		}
 	}
@@ -221,7 +227,7 @@ func TestFirstLoginAbandoned(t *testing.T) {
 		c.p.f, c.p.t = f, t
 		req := protocol.Request{Op: protocol.OpAuthenticate, User: "bob", Service: "sshd",
 			Args: append([]string{"config=" + f.config, "first_login"}, c.args...)}
-		v, _ := f.run(t, Options{Caller: 0, Log: log}, req, c.p)
+		v, _ := f.run(t, Options{Caller: 0, Log: log, NSS: fakeNSS(t, f.dir)}, req, c.p)
 		if v != c.want || !c.p.said(c.said) {
 			t.Fatalf("%s: %s, messages %q", c.name, v, c.p.messages)
 		}

@@ -15,6 +15,7 @@ import (
 	"github.com/otpgate/otpgate/internal/account"
 	"github.com/otpgate/otpgate/internal/authlog"
 	"github.com/otpgate/otpgate/internal/config"
+	"github.com/otpgate/otpgate/internal/nss"
 	"github.com/otpgate/otpgate/internal/protocol"
 	"github.com/otpgate/otpgate/internal/totp"
 	"github.com/otpgate/otpgate/keystore"
@@ -156,11 +157,37 @@ func (f *fixture) run(t *testing.T, o Options, req protocol.Request, ui UI) (str
 	return v, <-exit
 }
 
+// fakeNSS is a getent that knows every name except those starting with
+// "ghost": the accounts the fixtures make up (alice, bob, carol) exist
+// for otpgate without being on the machine.
+func fakeNSS(t *testing.T, dir string) *nss.Resolver {
+	t.Helper()
+	path := filepath.Join(dir, "getent")
+	script := `#!/bin/sh
+db=$1; shift
+[ "$1" = "--" ] && shift
+rc=0
+for k in "$@"; do
+	case "$k" in ghost*) rc=2; continue ;; esac
+	case "$db" in
+	passwd) echo "$k:x:5000:5000::/home/$k:/bin/sh" ;;
+	group) echo "$k:x:6000:" ;;
+	initgroups) echo "$k 5000" ;;
+	esac
+done
+exit $rc
+`
+	if err := os.WriteFile(path, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return &nss.Resolver{Getent: path}
+}
+
 func (f *fixture) pam(t *testing.T, user string, ui UI, args ...string) string {
 	t.Helper()
 	req := protocol.Request{Op: protocol.OpAuthenticate, User: user, Service: "test",
 		Args: append([]string{"config=" + f.config}, args...)}
-	v, exit := f.run(t, Options{Caller: 0}, req, ui)
+	v, exit := f.run(t, Options{Caller: 0, NSS: fakeNSS(t, f.dir)}, req, ui)
 	if exit != 0 {
 		t.Fatalf("helper exit status %d after verdict %s", exit, v)
 	}
@@ -360,7 +387,7 @@ func selfFixture(t *testing.T, extra string) (*fixture, Options) {
 	f := newFixture(t, extra)
 	passwd := filepath.Join(f.dir, "passwd")
 	os.WriteFile(passwd, []byte("root:x:0:0::/root:/bin/sh\n+nis:x:4242:1::/:\ncarol:x:4242:4242::/home/carol:/bin/sh\n"), 0o644)
-	return f, Options{Caller: 4242, SelfConfig: f.config, Passwd: passwd}
+	return f, Options{Caller: 4242, SelfConfig: f.config, Passwd: passwd, NSS: fakeNSS(t, f.dir)}
 }
 
 func (f *fixture) self(t *testing.T, o Options, req protocol.Request, ui UI) string {
