@@ -165,6 +165,7 @@ DECLARE
     st otpgate.user_state%ROWTYPE;
     pol otpgate.policy%ROWTYPE;
     lock_now boolean := false;
+    nsalts integer;
 BEGIN
     IF pg_catalog.current_setting('transaction_isolation') <> 'read committed' THEN
         RAISE EXCEPTION 'otpgate: an attempt runs at READ COMMITTED only';
@@ -202,9 +203,13 @@ BEGIN
     -- Attempts whose second half never came (a host that died) keep their
     -- charge; their input goes.
     DELETE FROM otpgate.pending_attempts p WHERE p.charged < pg_catalog.clock_timestamp() - interval '5 minutes';
+    -- One key per salt an honest host was given (otpgate.backup_salts):
+    -- more would be more guesses at the backup codes for one charge.
+    nsalts := (SELECT pg_catalog.count(*) FROM (SELECT DISTINCT b.kind, b.params, b.salt
+                 FROM otpgate.backup_codes b WHERE b.user_id = uid) x);
     o_token := otpgate.gen_random_bytes(16);
     INSERT INTO otpgate.pending_attempts (token, user_id, code, backup_keys, service, rhost, at, charged, xact, set_lock)
-    VALUES (o_token, uid, pg_catalog.left(coalesce(p_code, ''), 256), coalesce(p_keys[1:8], '{}'),
+    VALUES (o_token, uid, pg_catalog.left(coalesce(p_code, ''), 256), coalesce(p_keys[1:LEAST(8, nsalts)], '{}'),
             pg_catalog.left(coalesce(p_service, ''), 128), pg_catalog.left(coalesce(p_rhost, ''), 128),
             p_at, pg_catalog.clock_timestamp(), pg_catalog.pg_current_xact_id(), lock_now);
     o_outcome := 'pending';
