@@ -76,12 +76,21 @@ func handoff(caller int) func(protocol.Request) error {
 			f.Close()
 			return fmt.Errorf("handing the login to %s: %w", path, err)
 		}
+		// Blocking again, as the module passed it: a descriptor that is
+		// non-blocking at start-up becomes os.Stdin's in the runtime's
+		// poller, and SocketFile could not register it again (no
+		// deadlines, so no answer).
+		if err := unix.SetNonblock(0, false); err != nil {
+			f.Close()
+			return fmt.Errorf("handing the login to %s: %w", path, err)
+		}
 		args := []string{path, requestFDFlag + strconv.Itoa(fd)}
 		if caller != 0 {
 			args = append(args, selfUIDFlag+strconv.Itoa(caller))
 		}
 		err = syscall.Exec(path, args, os.Environ())
 		f.Close()
+		unix.SetNonblock(0, true)
 		return fmt.Errorf("running %s: %w", path, err)
 	}
 }
