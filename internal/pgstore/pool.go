@@ -20,7 +20,7 @@ import (
 )
 
 // DefaultPoolSize bounds the connections a Pool holds to one DSN.
-const DefaultPoolSize = 8
+const DefaultPoolSize = 16
 
 // Pool is the helper's access to the database: a bounded set of host
 // connections per DSN, safe for concurrent use. A login takes a
@@ -41,7 +41,7 @@ type Pool struct {
 
 type dsnPool struct {
 	slots chan struct{} // one token per open connection
-	idle  []*Client
+	idle  chan *Client  // connections given back; as many as slots
 }
 
 // ErrPoolClosed is returned after Close.
@@ -62,84 +62,81 @@ func (p *Pool) get(dsn string) (*dsnPool, error) {
 		if n <= 0 {
 			n = DefaultPoolSize
 		}
-		d = &dsnPool{slots: make(chan struct{}, n)}
+		d = &dsnPool{slots: make(chan struct{}, n), idle: make(chan *Client, n)}
 		p.dsns[dsn] = d
 	}
 	return d, nil
 }
 
 // acquire returns a connection to c.DSN and whether it was reused (idle)
-// rather than new.
+// rather than new: an idle one, else a new one while there are fewer
+// than Size, else the first one given back. The wait is bounded by ctx
+// and the connect timeout.
 func (p *Pool) acquire(ctx context.Context, c config.Postgres) (*Client, bool, error) {
 	d, err := p.get(c.DSN)
 	if err != nil {
 		return nil, false, err
 	}
-	p.mu.Lock()
-	for len(d.idle) > 0 {
-		cl := d.idle[len(d.idle)-1]
-		d.idle = d.idle[:len(d.idle)-1]
-		// No round trip: a non-blocking read finds a connection the
-		// server closed while it was idle (a restart, idle timeout).
-		if cl.conn.PgConn().CheckConn() == nil {
-			p.mu.Unlock()
-			cl.QueryTimeout = c.QueryTimeout
-			return cl, true, nil
-		}
-		p.mu.Unlock()
-		cl.conn.Close(context.Background())
-		<-d.slots
-		p.mu.Lock()
-	}
-	p.mu.Unlock()
 	wait := c.ConnectTimeout
 	if wait <= 0 {
 		wait = DefaultConnectTimeout
 	}
 	ctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
-	select {
-	case d.slots <- struct{}{}:
-	case <-ctx.Done():
-		return nil, false, fmt.Errorf("all %d connections to the database are busy: %w", cap(d.slots), ctx.Err())
+	for {
+		select {
+		case cl := <-d.idle:
+			if cl2, ok := p.usable(d, cl, c); ok {
+				return cl2, true, nil
+			}
+			continue
+		default:
+		}
+		select {
+		case cl := <-d.idle:
+			if cl2, ok := p.usable(d, cl, c); ok {
+				return cl2, true, nil
+			}
+		case d.slots <- struct{}{}:
+			cl, err := ConnectTimeout(ctx, c.DSN, c.ConnectTimeout)
+			if err != nil {
+				<-d.slots
+				return nil, false, err
+			}
+			cl.QueryTimeout = c.QueryTimeout
+			return cl, false, nil
+		case <-ctx.Done():
+			return nil, false, fmt.Errorf("all %d connections to the database are busy: %w", cap(d.slots), ctx.Err())
+		}
 	}
-	cl, err := ConnectTimeout(ctx, c.DSN, c.ConnectTimeout)
-	if err != nil {
-		<-d.slots
-		return nil, false, err
-	}
-	cl.QueryTimeout = c.QueryTimeout
-	return cl, false, nil
 }
 
-// release gives cl back, or closes it when broken.
+// usable returns an idle connection if the server has not closed it
+// meanwhile (a restart, an idle timeout), found without a round trip by
+// a non-blocking read; else it closes it and frees its slot.
+func (p *Pool) usable(d *dsnPool, cl *Client, c config.Postgres) (*Client, bool) {
+	if cl.conn.PgConn().CheckConn() == nil {
+		cl.QueryTimeout = c.QueryTimeout
+		return cl, true
+	}
+	cl.conn.Close(context.Background())
+	<-d.slots
+	return nil, false
+}
+
+// release gives cl back, or closes it when broken or after Close.
 func (p *Pool) release(c config.Postgres, cl *Client, broken bool) {
-	d, err := p.get(c.DSN)
-	if err != nil || broken {
+	p.mu.Lock()
+	d, closed := p.dsns[c.DSN], p.close
+	p.mu.Unlock()
+	if broken || closed || d == nil {
 		cl.conn.Close(context.Background())
 		if d != nil {
 			<-d.slots
-		} else {
-			p.drop(c.DSN)
 		}
 		return
 	}
-	p.mu.Lock()
-	d.idle = append(d.idle, cl)
-	p.mu.Unlock()
-}
-
-// drop frees the slot of a connection closed after Close.
-func (p *Pool) drop(dsn string) {
-	p.mu.Lock()
-	d := p.dsns[dsn]
-	p.mu.Unlock()
-	if d != nil {
-		select {
-		case <-d.slots:
-		default:
-		}
-	}
+	d.idle <- cl // never blocks: at most cap(slots) connections exist
 }
 
 // Close closes the idle connections; those in use are closed when they
@@ -147,14 +144,19 @@ func (p *Pool) drop(dsn string) {
 func (p *Pool) Close() {
 	p.mu.Lock()
 	p.close = true
-	var idle []*Client
-	for _, d := range p.dsns {
-		idle = append(idle, d.idle...)
-		d.idle = nil
-	}
+	dsns := p.dsns
 	p.mu.Unlock()
-	for _, cl := range idle {
-		cl.conn.Close(context.Background())
+	for _, d := range dsns {
+		for {
+			select {
+			case cl := <-d.idle:
+				cl.conn.Close(context.Background())
+				<-d.slots
+				continue
+			default:
+			}
+			break
+		}
 	}
 }
 
