@@ -1,6 +1,6 @@
 // Package pgtest starts throwaway PostgreSQL clusters for tests: Debian's
 // initdb in a temporary directory, listening only on a Unix socket there
-// (listen_addresses = ”), trust authentication on that socket (mode 0700:
+// (listen_addresses empty), trust authentication on that socket (mode 0700:
 // root and the server's user only). As root the server runs as the
 // postgres system user, which PostgreSQL requires. Without the binaries a
 // test skips, unless OTPGATE_REQUIRE_TOOLS is set (then it fails).
