@@ -114,6 +114,10 @@ func (c *Cluster) run(name string, args ...string) error {
 	return nil
 }
 
+// Start starts a cluster for a program that is not a test (a benchmark
+// tool); the caller removes it with Remove.
+func Start() (*Cluster, error) { return start() }
+
 func start() (*Cluster, error) {
 	c := &Cluster{bin: Bin()}
 	if c.bin == "" {
