@@ -47,12 +47,17 @@ import (
 func main() {
 	n := flag.Int("n", 300, "runs of each case")
 	pg := flag.Bool("postgres", true, "also the postgres cases (needs PostgreSQL's initdb)")
+	flag.StringVar(&storeParent, "store-in", "", "make the files store in this directory (such as /dev/shm, a tmpfs) instead of the temporary one")
 	flag.Parse()
 	if err := run(*n, *pg); err != nil {
 		fmt.Fprintln(os.Stderr, "execbench:", err)
 		os.Exit(1)
 	}
 }
+
+// storeParent is where the files store is made; "" is the run's
+// temporary directory.
+var storeParent string
 
 type sample struct {
 	name string
@@ -100,6 +105,14 @@ func run(n int, withPG bool) error {
 
 	// A files store with one user, max_failures high, cleared as it fills.
 	store := filepath.Join(dir, "store")
+	if storeParent != "" {
+		sd, err := os.MkdirTemp(storeParent, "otpgate-execbench-store-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(sd)
+		store = filepath.Join(sd, "store")
+	}
 	os.Mkdir(store, 0o700)
 	filesCfg := filepath.Join(dir, "files.toml")
 	os.WriteFile(filesCfg, []byte(fmt.Sprintf("store = %q\n[lockout]\nmax_failures = 100\n", store)), 0o644)
