@@ -202,3 +202,29 @@ func TestPostgresWithoutBackend(t *testing.T) {
 		}
 	}
 }
+
+// TestPostgresSelfLogin: sshcheck's check (self mode, verify) and a screen
+// locker (self mode, authenticate) of a user enrolled in the database:
+// the same attempt, counted in the database, logged with backend=postgres.
+func TestPostgresSelfLogin(t *testing.T) {
+	p := newPGFixture(t, 5, "")
+	secret := p.enrollDB(t, "carol")
+	_, so := selfFixture(t, "")
+	so.SelfConfig, so.Log, so.Postgres, so.DBReason = p.config, p.o.Log, p.o.Postgres, p.o.DBReason
+	now := time.Now()
+	ui := &script{answers: []string{codeAt(t, secret, now)}}
+	if v := p.self(t, so, protocol.Request{Op: protocol.OpVerify, Service: "sshcheck"}, ui); v != protocol.ResultSuccess {
+		t.Fatalf("sshcheck, right code: %s %q", v, ui.messages)
+	}
+	p.wantLog(t, "user=carol service=self-sshcheck", "outcome=accepted", "backend=postgres")
+	ui = &script{answers: []string{codeAt(t, secret, now)}}
+	if v := p.self(t, so, protocol.Request{Op: protocol.OpAuthenticate, Service: "xscreensaver"}, ui); v != protocol.ResultAuthErr {
+		t.Fatalf("screen locker, the same code: %s", v)
+	}
+	p.wantLog(t, "user=carol service=self-xscreensaver", "outcome=denied reason=replayed failures=1", "backend=postgres")
+	// Another user's name in the request changes nothing.
+	ui = &script{answers: []string{"000000"}}
+	if v := p.self(t, so, protocol.Request{Op: protocol.OpVerify, User: "alice"}, ui); v != protocol.ResultAuthErr || len(ui.prompts) != 0 {
+		t.Fatalf("other user: %s %q", v, ui.prompts)
+	}
+}
