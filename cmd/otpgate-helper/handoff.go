@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -130,6 +131,9 @@ func serveWithPostgres(log func(string)) {
 		return
 	}
 	path, err := pgHelper()
+	if errors.Is(err, os.ErrNotExist) {
+		return // a files-only install: nothing to say
+	}
 	if err != nil {
 		log("no PostgreSQL backend: " + err.Error())
 		return
