@@ -73,7 +73,11 @@ func handoff(caller int) func(protocol.Request) error {
 			return fmt.Errorf("handing the login to %s: %w", path, err)
 		}
 		f := os.NewFile(uintptr(fd), "request")
-		if _, err := f.Write(b); err != nil {
+		_, err = f.Write(b)
+		if err == nil {
+			_, err = f.Seek(0, io.SeekStart)
+		}
+		if err != nil {
 			f.Close()
 			return fmt.Errorf("handing the login to %s: %w", path, err)
 		}
