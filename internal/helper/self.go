@@ -226,9 +226,11 @@ func (x *selfOp) login(offer bool) string {
 	x.rule = d.Rule
 	x.chk = newChecker(x.cfg, x.o)
 	enrolled, err := x.chk.enrolled(x.user)
-	if err != nil {
-		x.chk.lookupError(x.s, x.user, x.service, "", err)
-		return protocol.ResultAuthErr
+	var de *dbError
+	if errors.As(err, &de) {
+		return x.chk.lookupError(x.s, x.user, x.service, "", err)
+	} else if err != nil {
+		return x.storeError(err)
 	}
 	if !enrolled {
 		if perr != nil {
