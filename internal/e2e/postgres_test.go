@@ -379,7 +379,7 @@ func TestPGDatabaseDown(t *testing.T) {
 	local := pgHost(t, b, db.hostDSN, `on_unavailable = "local"`, `connect_timeout = "2s"`, `query_timeout = "2s"`)
 	d := pgDaemon(t, b)
 	admin, other := newUser(t), newUser(t)
-	db.enroll(t, admin.name)
+	dbEn := db.enroll(t, admin.name)
 	db.enroll(t, other.name)
 	// admin also has a secret in host "local"'s own store (the
 	// break-glass), put there with a files config of the same store.
@@ -391,6 +391,9 @@ func TestPGDatabaseDown(t *testing.T) {
 	localA := pamService(t, d.auth("required", local.config))
 	localExec := pamService(t, local.auth("required"))
 
+	// One login first, so that the daemon holds a connection the stop
+	// breaks.
+	wantPamtester(t, "database up", denyA(admin.name, codeNow(t, dbEn, 0)), true)
 	if err := cl.Stop(); err != nil {
 		t.Fatal(err)
 	}
