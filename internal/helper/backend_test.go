@@ -20,12 +20,14 @@ import (
 // of a helper that links the backend.
 type pgFixture struct {
 	*fixture
-	admin *pgstore.Admin
+	cluster *pgtest.Cluster
+	role    string // the host's login role
+	admin   *pgstore.Admin
 	o     Options
 	log   *strings.Builder
 }
 
-func newPGFixture(t *testing.T, maxFailures int, extra string) *pgFixture {
+func newPGFixture(t *testing.T, maxFailures int, extra string, postgresKeys ...string) *pgFixture {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("the throwaway cluster runs as the postgres user: needs root")
@@ -45,11 +47,11 @@ func newPGFixture(t *testing.T, maxFailures int, extra string) *pgFixture {
 	if err := a.SetPolicy(ctx, pgstore.Policy{Window: 1, MaxFailures: maxFailures, LockDuration: 10 * time.Minute}); err != nil {
 		t.Fatal(err)
 	}
-	f := newFixture(t, fmt.Sprintf("backend = \"postgres\"\n%s\n[postgres]\ndsn = %q\nconnect_timeout = \"3s\"\nquery_timeout = \"3s\"\n", extra, c.DSN(role, db)))
+	f := newFixture(t, fmt.Sprintf("backend = \"postgres\"\n%s\n[postgres]\ndsn = %q\nconnect_timeout = \"3s\"\nquery_timeout = \"3s\"\n%s\n", extra, c.DSN(role, db), strings.Join(postgresKeys, "\n")))
 	pool := &pgstore.Pool{}
 	t.Cleanup(pool.Close)
 	log, buf := logBuf(t, f)
-	return &pgFixture{fixture: f, admin: a, log: buf,
+	return &pgFixture{fixture: f, cluster: c, role: role, admin: a, log: buf,
 		o: Options{Log: log, Postgres: pool, DBReason: pgstore.Reason, Now: time.Now}}
 }
 
@@ -227,4 +229,82 @@ func TestPostgresSelfLogin(t *testing.T) {
 	if v := p.self(t, so, protocol.Request{Op: protocol.OpVerify, User: "alice"}, ui); v != protocol.ResultAuthErr || len(ui.prompts) != 0 {
 		t.Fatalf("other user: %s %q", v, ui.prompts)
 	}
+}
+
+// hookUI answers every prompt with code, after running hook.
+type hookUI struct {
+	code     string
+	hook     func()
+	messages []string
+}
+
+func (u *hookUI) Prompt(string, bool) (string, error) {
+	u.hook()
+	return u.code, nil
+}
+func (u *hookUI) Message(m string, _ bool) { u.messages = append(u.messages, m) }
+func (u *hookUI) Data(Data) error          { return fmt.Errorf("unexpected data") }
+
+// TestPostgresFallbackMidLogin: on_unavailable = "local". The database
+// answers the status, then refuses the host's login while the person
+// types (ALTER ROLE ... NOLOGIN, its connections ended): the attempt
+// falls back to the local store, where the user's local secret works and
+// a wrong code is counted locally. While the database answers, a code of
+// the local secret is a wrong code there, never retried locally.
+func TestPostgresFallbackMidLogin(t *testing.T) {
+	p := newPGFixture(t, 5, "", `on_unavailable = "local"`)
+	dbSecret := p.enrollDB(t, "alice")
+	_ = dbSecret
+	localSecret, _ := p.enroll(t, "alice")
+	cut := func() {
+		p.cluster.Exec(t, "ALTER ROLE "+p.role+" NOLOGIN")
+		p.cluster.Exec(t, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '"+p.role+"'")
+	}
+	restore := func() { p.cluster.Exec(t, "ALTER ROLE "+p.role+" LOGIN") }
+	defer restore()
+
+	// Up: the local secret's code is the database's wrong code.
+	ui := &hookUI{code: codeAt(t, localSecret, time.Now()), hook: func() {}}
+	if v := p.pamWith(t, p.o, "alice", ui); v != protocol.ResultAuthErr {
+		t.Fatalf("the local code with the database up: %s", v)
+	}
+	p.wantLog(t, "outcome=denied reason=wrong-code failures=1", "backend=postgres")
+	if st, _ := p.store.ReadState("alice"); st.Failures != 0 || !st.LastSuccess.IsZero() {
+		t.Errorf("the local store was used while the database answered: %+v", st)
+	}
+
+	// Cut while the person types: the local secret decides.
+	ui = &hookUI{code: codeAt(t, localSecret, time.Now()), hook: cut}
+	if v := p.pamWith(t, p.o, "alice", ui); v != protocol.ResultSuccess {
+		t.Fatalf("fallback, the local code: %s %q\n%s", v, ui.messages, p.log.String())
+	}
+	p.wantLog(t, "outcome=accepted method=totp", "backend=local fallback=db-unavailable")
+	ui = &hookUI{code: "000000", hook: func() {}}
+	if v := p.pamWith(t, p.o, "alice", ui); v != protocol.ResultAuthErr {
+		t.Fatalf("fallback, a wrong code: %s", v)
+	}
+	p.wantLog(t, "outcome=denied reason=wrong-code failures=1", "backend=local fallback=db-unavailable")
+	if st, _ := p.store.ReadState("alice"); st.Failures != 1 {
+		t.Errorf("local failures %d, want 1", st.Failures)
+	}
+	// Nobody else: bob has no local secret.
+	p.enrollDB(t, "bob")
+	if v := p.pamWith(t, p.o, "bob", &script{}); v != protocol.ResultAuthErr {
+		t.Fatalf("bob, database down: %s", v)
+	}
+	p.wantLog(t, "user=bob", "outcome=error reason=db-unavailable", "backend=postgres")
+	restore()
+	if st, err := pgstoreStatus(t, p, "alice"); err != nil || st.Failures != 1 {
+		t.Errorf("the database's count of alice: %+v %v, want the one failure from before the cut", st, err)
+	}
+}
+
+func pgstoreStatus(t *testing.T, p *pgFixture, user string) (pgstore.Status, error) {
+	t.Helper()
+	cl, err := pgstore.Connect(context.Background(), p.cluster.DSN(p.role, strings.TrimPrefix(p.role, "host_")))
+	if err != nil {
+		return pgstore.Status{}, err
+	}
+	defer cl.Close(context.Background())
+	return cl.Status(context.Background(), user)
 }
