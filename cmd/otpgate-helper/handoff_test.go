@@ -24,8 +24,8 @@ func TestMain(m *testing.M) {
 type ui struct{ messages []string }
 
 func (u *ui) Prompt(string, bool) (string, error) { return "123456", nil }
-func (u *ui) Message(m string, _ bool)             { u.messages = append(u.messages, m) }
-func (u *ui) Data(helper.Data) error               { return fmt.Errorf("unexpected data") }
+func (u *ui) Message(m string, _ bool)            { u.messages = append(u.messages, m) }
+func (u *ui) Data(helper.Data) error              { return fmt.Errorf("unexpected data") }
 
 // login runs bin as the PAM module does, for a request naming config.
 func login(t *testing.T, bin, config string) (string, *ui) {

@@ -23,8 +23,8 @@ type pgFixture struct {
 	cluster *pgtest.Cluster
 	role    string // the host's login role
 	admin   *pgstore.Admin
-	o     Options
-	log   *strings.Builder
+	o       Options
+	log     *strings.Builder
 }
 
 func newPGFixture(t *testing.T, maxFailures int, extra string, postgresKeys ...string) *pgFixture {
