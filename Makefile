@@ -65,6 +65,7 @@ all: go $(if $(wildcard pam/pam_otpgate.c),pam)
 
 go: go-found
 	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -o bin/ ./cmd/...
+	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -tags postgres -o bin/otpgate-helper-pg ./cmd/otpgate-helper
 
 # Stops, saying what to install, when no go command was found.
 go-found:
@@ -150,6 +151,7 @@ install: all man
 	install $(OWNER) -m 0644 build/man/pam_otpgate.8 build/man/otpgate-helper.8 $(DESTDIR)$(MANDIR)/man8/
 	install $(OWNER) -m 0755 bin/otpgate $(DESTDIR)$(PREFIX)/bin/otpgate
 	install $(OWNER) -m 0755 bin/otpgate-helper $(DESTDIR)$(HELPER)
+	install $(OWNER) -m 0755 bin/otpgate-helper-pg $(DESTDIR)$(dir $(HELPER))otpgate-helper-pg
 	install $(OWNER) -m 4755 build/otpgate-launch-helper $(DESTDIR)$(LAUNCHER)
 	install $(OWNER) -m 0644 build/pam_otpgate.so $(DESTDIR)$(PAMDIR)/pam_otpgate.so
 	if [ -n "$(UNITDIR)" ]; then \
@@ -160,7 +162,7 @@ install: all man
 	fi
 
 uninstall:
-	rm -f $(DESTDIR)$(PREFIX)/bin/otpgate $(DESTDIR)$(HELPER) $(DESTDIR)$(LAUNCHER) $(DESTDIR)$(PAMDIR)/pam_otpgate.so
+	rm -f $(DESTDIR)$(PREFIX)/bin/otpgate $(DESTDIR)$(HELPER) $(DESTDIR)$(dir $(HELPER))otpgate-helper-pg $(DESTDIR)$(LAUNCHER) $(DESTDIR)$(PAMDIR)/pam_otpgate.so
 	[ -z "$(UNITDIR)" ] || rm -f $(DESTDIR)$(UNITDIR)/otpgate-helper.socket $(DESTDIR)$(UNITDIR)/otpgate-helper.service
 	-rmdir $(DESTDIR)$(dir $(HELPER)) 2>/dev/null
 	rm -f $(DESTDIR)$(MANDIR)/man1/otpgate.1 $(DESTDIR)$(MANDIR)/man5/otpgate.toml.5 $(DESTDIR)$(MANDIR)/man8/pam_otpgate.8 $(DESTDIR)$(MANDIR)/man8/otpgate-helper.8

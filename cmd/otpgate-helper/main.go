@@ -34,6 +34,7 @@ import (
 	"github.com/otpgate/otpgate/internal/config"
 	"github.com/otpgate/otpgate/internal/harden"
 	"github.com/otpgate/otpgate/internal/helper"
+	"github.com/otpgate/otpgate/internal/protocol"
 	"github.com/otpgate/otpgate/internal/version"
 )
 
@@ -56,7 +57,18 @@ func main() {
 	if err := harden.Process(); err != nil {
 		refuse(log, "cannot reset the process it was started with: "+err.Error())
 	}
-	caller, err := callerUID(os.Args)
+	args := os.Args
+	var handed *protocol.Request
+	if len(args) >= 2 && strings.HasPrefix(args[1], requestFDFlag) {
+		// otpgate-helper-pg, run by otpgate-helper with its request.
+		req, err := handedRequest(args[1])
+		if err != nil || pg.backend == nil {
+			refuse(log, fmt.Sprintf("%s: not a handed-over request (%v)", args[1], err))
+		}
+		handed = req
+		args = append([]string{args[0]}, args[2:]...)
+	}
+	caller, err := callerUID(args)
 	if err != nil {
 		refuse(log, err.Error())
 	}
@@ -65,7 +77,15 @@ func main() {
 	if err != nil {
 		refuse(log, "standard input is not a socket; this program is run by pam_otpgate.so and otpgate")
 	}
-	code := helper.Run(c, helper.Options{Caller: caller, SelfConfig: selfConfig, Passwd: "/etc/passwd", Log: log})
+	o := helper.Options{Caller: caller, SelfConfig: selfConfig, Passwd: "/etc/passwd", Log: log, Request: handed,
+		Postgres: pg.backend, DBReason: pg.reason}
+	if pg.backend == nil {
+		o.Handoff = handoff(caller)
+	}
+	code := helper.Run(c, o)
+	if pg.close != nil {
+		pg.close()
+	}
 	log.Close()
 	os.Exit(code)
 }
@@ -86,6 +106,7 @@ func serve(args []string) int {
 	if os.Getuid() != 0 || os.Geteuid() != 0 {
 		return fail("the daemon runs as root (uid %d, euid %d)", os.Getuid(), os.Geteuid())
 	}
+	serveWithPostgres(func(msg string) { log.Info("helper: " + msg) })
 	if err := harden.Process(); err != nil {
 		return fail("cannot reset the process it was started with: %v", err)
 	}
@@ -107,7 +128,11 @@ func serve(args []string) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	srv := &helper.Server{Options: helper.Options{SelfConfig: selfConfig, Passwd: "/etc/passwd", Log: log}}
+	srv := &helper.Server{Options: helper.Options{SelfConfig: selfConfig, Passwd: "/etc/passwd", Log: log,
+		Postgres: pg.backend, DBReason: pg.reason}}
+	if pg.close != nil {
+		defer pg.close()
+	}
 	log.Info("helper: serving")
 	if err := srv.Serve(ctx, lfd); err != nil {
 		return fail("%v", err)

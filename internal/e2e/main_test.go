@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/otpgate/otpgate/internal/pgtest"
 )
 
 func TestMain(m *testing.M) {
@@ -18,6 +20,7 @@ func TestMain(m *testing.M) {
 		sweepStale()
 	}
 	code := m.Run()
+	pgtest.StopShared()
 	if bins.dir != "" {
 		os.RemoveAll(bins.dir)
 	}

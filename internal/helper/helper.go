@@ -61,12 +61,28 @@ type Options struct {
 	Localtime  string           // the host's zone for [enroll] deadline; "" means /etc/localtime
 	Log        *authlog.Logger  // nil drops the log lines
 	Now        func() time.Time // nil means time.Now
+	// Postgres is the PostgreSQL backend, for a config with backend =
+	// "postgres"; nil in the files-only otpgate-helper, which then hands
+	// such a login over with Handoff.
+	Postgres Postgres
+	// DBReason classifies an error of Postgres for the log.
+	DBReason DBReason
+	// Handoff execs otpgate-helper-pg with this request and the same
+	// connection; it returns only when it could not.
+	Handoff func(protocol.Request) error
+	// Request is the request already read by the otpgate-helper that
+	// handed this one the connection; nil means read it from the
+	// connection.
+	Request *protocol.Request
 }
 
 // Run serves one request on c and returns the process exit status: 0
 // when a verdict was sent, 1 otherwise.
 func Run(c Conn, o Options) int {
 	s := &session{c: c, timeout: DefaultTimeout, log: o.Log}
+	if o.Request != nil {
+		return answer(s, *o.Request, o)
+	}
 	f, err := s.read()
 	if err == nil && f.Type != protocol.TypeRequest {
 		err = fmt.Errorf("%w: %s frame before the request", protocol.ErrProtocol, f.Type)
@@ -85,6 +101,11 @@ func Run(c Conn, o Options) int {
 		s.send(protocol.TypeResult, protocol.ResultAuthErr)
 		return 1
 	}
+	return answer(s, req, o)
+}
+
+// answer serves req and sends the verdict.
+func answer(s *session, req protocol.Request, o Options) int {
 	var verdict string
 	if o.Caller == 0 {
 		verdict = trusted(s, req, o)

@@ -71,6 +71,20 @@ func self(s *session, req protocol.Request, o Options) string {
 		logLine(o.Log, name, "self", "", "error", "reason", "config-error", "error", err.Error())
 		return protocol.ResultAuthErr
 	}
+	if cfg.Backend == config.BackendPostgres {
+		switch req.Op {
+		case protocol.OpEnroll, protocol.OpBackupCodes, protocol.OpStatus:
+			// Self-service against the database is not done yet
+			// (docs/postgres.md); a login is.
+			s.fail("%s", enrollRefusedMsg)
+			logLine(o.Log, name, selfService(req.Service), "", "refused", "reason", "not-available", "action", req.Op, "backend", "postgres")
+			return protocol.ResultAuthErr
+		case protocol.OpVerify:
+			if o.Postgres == nil {
+				return handoff(s, req, name, selfService(req.Service), "", o)
+			}
+		}
+	}
 	x := &selfOp{s: s, o: o, user: name, cfg: cfg, store: keystore.New(cfg.Store),
 		service: selfService(req.Service)}
 	x.mgr = &account.Manager{Store: x.store, Config: cfg, Now: o.Now}
@@ -107,6 +121,9 @@ func selfAuthenticate(s *session, req protocol.Request, name string, o Options) 
 		s.fail("%s", setupErrMsg)
 		return protocol.ResultAuthErr
 	}
+	if cfg.Backend == config.BackendPostgres && o.Postgres == nil {
+		return handoff(s, req, name, selfService(req.Service), req.RHost, o)
+	}
 	// What the host says of itself is the user's to choose: the log line
 	// marks it as such.
 	req.User, req.Service = name, selfService(req.Service)
@@ -120,9 +137,10 @@ type selfOp struct {
 	cfg      config.Config
 	store    *keystore.Store
 	mgr      *account.Manager
-	service  string // for log lines: "self-" and what the client called itself
-	totpOnly bool   // a backup code is not accepted as the current code (adding an authenticator)
-	rule     string // why the user must use a code (policy=), for a login only
+	service  string   // for log lines: "self-" and what the client called itself
+	totpOnly bool     // a backup code is not accepted as the current code (adding an authenticator)
+	chk      *checker // where a login's code is checked (set by login)
+	rule     string   // why the user must use a code (policy=), for a login only
 }
 
 // selfEnrollArgs are the arguments of a self-mode request.
@@ -206,15 +224,22 @@ func (x *selfOp) login(offer bool) string {
 		return protocol.ResultSuccess
 	}
 	x.rule = d.Rule
-	_, err := x.store.ReadUser(x.user)
-	if errors.Is(err, keystore.ErrNotEnrolled) {
+	x.chk = newChecker(x.cfg, x.o)
+	enrolled, err := x.chk.enrolled(x.user)
+	var de *dbError
+	if errors.As(err, &de) {
+		return x.chk.lookupError(x.s, x.user, x.service, "", err)
+	} else if err != nil {
+		return x.storeError(err)
+	}
+	if !enrolled {
 		if perr != nil {
 			return policyError(x.s, x.user, x.service, "", perr, x.o)
 		}
 		// First-login enrollment (sshcheck runs after the key, and asks
 		// for it when it has a terminal to show it on): completed, it
 		// decides; abandoned, the deadline or the denial below does.
-		if offer && x.cfg.FirstLogin {
+		if offer && x.cfg.FirstLogin && x.cfg.Backend != config.BackendPostgres {
 			if v, done := firstLogin(x.s, x.cfg, x.o, x.user, x.service, ""); done {
 				return v
 			}
@@ -225,8 +250,6 @@ func (x *selfOp) login(offer bool) string {
 		// No prompt for a code that cannot exist, as in a PAM login.
 		logLine(x.o.Log, x.user, x.service, "", "denied", "reason", "not-enrolled", "policy", d.Rule)
 		return x.notEnrolled()
-	} else if err != nil {
-		return x.storeError(err)
 	}
 	// A login: told no more than a PAM login is.
 	v, _ := x.verifyFor("Verification code: ", false)
@@ -245,8 +268,11 @@ func (x *selfOp) verifyFor(prompt string, explain bool) (string, string) {
 		logLine(x.o.Log, x.user, x.service, "", "denied", "reason", "no-answer", "error", err.Error())
 		return protocol.ResultAuthErr, ""
 	}
-	v := verify.Verifier{Store: x.store, Config: x.cfg, Log: x.o.Log, Now: x.o.Now}
-	r := v.Verify(verify.Request{User: x.user, Code: string(answer), Service: x.service, TOTPOnly: x.totpOnly, Policy: x.rule})
+	chk := x.chk
+	if chk == nil {
+		chk = newChecker(x.cfg, x.o) // files: self-service changes are refused above for the database
+	}
+	r := chk.verify(verify.Request{User: x.user, Code: string(answer), Service: x.service, TOTPOnly: x.totpOnly, Policy: x.rule}, 0)
 	if explain {
 		x.why(r)
 	}

@@ -1,6 +1,8 @@
 package helper
 
 import (
+	"github.com/otpgate/otpgate/internal/pgtest"
+
 	"context"
 	"encoding/json"
 	"errors"
@@ -43,7 +45,9 @@ func TestMain(m *testing.M) {
 	if job := os.Getenv(clientEnv); job != "" {
 		os.Exit(serveClient(job))
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	pgtest.StopShared()
+	os.Exit(code)
 }
 
 func serveClient(job string) int {

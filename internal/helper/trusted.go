@@ -1,7 +1,6 @@
 package helper
 
 import (
-	"errors"
 	"fmt"
 	"strings"
 
@@ -60,6 +59,9 @@ func trusted(s *session, req protocol.Request, o Options) string {
 		s.fail("%s", setupErrMsg)
 		return protocol.ResultAuthErr
 	}
+	if cfg.Backend == config.BackendPostgres && o.Postgres == nil {
+		return handoff(s, req, user, req.Service, req.RHost, o)
+	}
 	return authenticate(s, req, a, cfg, o)
 }
 
@@ -76,18 +78,16 @@ func authenticate(s *session, req protocol.Request, a pamArgs, cfg config.Config
 	if exempt {
 		return protocol.ResultSuccess
 	}
-	store := keystore.New(cfg.Store)
-	u, err := store.ReadUser(user)
-	if errors.Is(err, keystore.ErrNotEnrolled) {
+	chk := newChecker(cfg, o)
+	enrolled, err := chk.enrolled(user)
+	if err != nil {
+		return chk.lookupError(s, user, req.Service, req.RHost, err)
+	}
+	if !enrolled {
 		if perr != nil {
 			return policyError(s, user, req.Service, req.RHost, perr, o)
 		}
 		return notEnrolled(s, req, a, cfg, d.Rule, o)
-	}
-	if err != nil {
-		logLine(o.Log, user, req.Service, req.RHost, "error", "reason", "store-error", "error", err.Error())
-		s.fail("%s", setupErrMsg)
-		return protocol.ResultAuthErr
 	}
 
 	prompt := a.prompt
@@ -110,7 +110,7 @@ func authenticate(s *session, req protocol.Request, a pamArgs, cfg config.Config
 	if a.forwardPass {
 		// The first authenticator's length splits the answer: with
 		// several lengths the split would be ambiguous.
-		pass, c, ok := splitPass(code, u.Authenticators[0].Params.Digits)
+		pass, c, ok := splitPass(code, chk.digits(user))
 		code = c // "" when it cannot be split: a wrong code, counted as such
 		if ok {
 			if err := s.send(protocol.TypeSetAuthtok, pass); err != nil {
@@ -118,8 +118,7 @@ func authenticate(s *session, req protocol.Request, a pamArgs, cfg config.Config
 			}
 		}
 	}
-	v := verify.Verifier{Store: store, Config: cfg, Log: o.Log, Now: o.Now, LockWait: min(a.timeout, verify.DefaultLockWait)}
-	r := v.Verify(verify.Request{User: user, Code: code, Service: req.Service, RHost: req.RHost, Policy: d.Rule})
+	r := chk.verify(verify.Request{User: user, Code: code, Service: req.Service, RHost: req.RHost, Policy: d.Rule}, min(a.timeout, verify.DefaultLockWait))
 	return verdict(s, r, func() string {
 		if perr != nil {
 			return policyError(s, user, req.Service, req.RHost, perr, o)
@@ -165,7 +164,8 @@ func notEnrolled(s *session, req protocol.Request, a pamArgs, cfg config.Config,
 	// before the password, so no first factor has been checked yet), and
 	// never for a name the system does not know (a secret stored for it
 	// would wait for whoever gets that name).
-	if a.firstLogin && !a.forwardPass && cfg.FirstLogin && rule != policy.RuleUnknownUser {
+	// Not with the database: enrolling there is the administrator's.
+	if a.firstLogin && !a.forwardPass && cfg.FirstLogin && rule != policy.RuleUnknownUser && cfg.Backend != config.BackendPostgres {
 		if v, done := firstLogin(s, cfg, o, req.User, req.Service, req.RHost); done {
 			return v
 		}

@@ -44,6 +44,10 @@ func connect(ctx context.Context, dsn, app string) (*pgx.Conn, error) {
 		// pgx leaves a password out of its message.
 		return nil, fmt.Errorf("pgstore: the DSN: %w", err)
 	}
+	return connectConfig(ctx, cfg, app)
+}
+
+func connectConfig(ctx context.Context, cfg *pgx.ConnConfig, app string) (*pgx.Conn, error) {
 	if cfg.ConnectTimeout <= 0 {
 		cfg.ConnectTimeout = DefaultConnectTimeout
 	}

@@ -47,6 +47,9 @@ type Request struct {
 	// authenticator, which needs a code of an existing one.
 	TOTPOnly bool
 	Policy   string // why the user must use a code (policy.Decision.Rule); "" writes no policy= field
+	// Extra are more key, value pairs for the log line, written after
+	// policy= and before error=: the helper's backend= (docs/logging.md).
+	Extra []string
 }
 
 // Outcome is the verdict of an attempt.
@@ -287,7 +290,12 @@ func (v *Verifier) verify(req Request) Result {
 	return r
 }
 
-func (v *Verifier) log(req Request, r Result) {
+func (v *Verifier) log(req Request, r Result) { Log(v.Log, req, r) }
+
+// Log writes the one line of an attempt, req and its result r, in the
+// format of docs/logging.md: for the backends that decide elsewhere (the
+// PostgreSQL database) the same line as Verify's.
+func Log(l *authlog.Logger, req Request, r Result) {
 	user := req.User
 	if r.Reason == "invalid-user" {
 		user = "(invalid)" // never log it: it may be a password
@@ -311,13 +319,14 @@ func (v *Verifier) log(req Request, r Result) {
 	if req.Policy != "" {
 		kv = append(kv, "policy", req.Policy)
 	}
+	kv = append(kv, req.Extra...)
 	if r.Err != nil {
 		kv = append(kv, "error", r.Err.Error())
 	}
 	if r.Outcome == Accepted {
-		v.Log.Info(authlog.Fields(kv...))
+		l.Info(authlog.Fields(kv...))
 	} else {
-		v.Log.Notice(authlog.Fields(kv...))
+		l.Notice(authlog.Fields(kv...))
 	}
 }
 

@@ -21,7 +21,12 @@
 // Run as root (the daemon trusts uid 0, the PAM module's uid, and the
 // tool writes the store):
 //
-//	daemonload -socket PATH -config PATH -users FILE [-clients 16] [-n 5000] [-reset-every 90]
+//	daemonload -socket PATH -config PATH -users FILE [-clients 16] [-n 5000] [-reset-every 90] [-admin-dsn DSN]
+//
+// With -admin-dsn, the config says backend = "postgres" and the users are
+// in that database (docs/postgres.md): their secrets are read, and their
+// failure counts cleared, through the administrator's DSN; the database's
+// max_failures must be above -reset-every.
 //
 // FILE names the users, enrolled in the config's store, one per line; the
 // attempts go to them round robin (the secrets are read from the store,
@@ -31,6 +36,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -44,6 +50,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/otpgate/otpgate/internal/account"
 	"github.com/otpgate/otpgate/internal/config"
@@ -78,6 +86,7 @@ func main() {
 	clients := flag.Int("clients", 16, "connections at once")
 	n := flag.Int("n", 5000, "authentications in all")
 	resetEvery := flag.Int("reset-every", 90, "clear a user's failure count before every this many attempts on it (below the config's max_failures)")
+	flag.StringVar(&adminDSN, "admin-dsn", "", "the users are in this PostgreSQL database (the config's backend = \"postgres\"); secrets are read and failures cleared as this administrator")
 	flag.Parse()
 	if *socket == "" || *cfgPath == "" || *usersFile == "" || *clients < 1 || *n < 1 || *resetEvery < 1 {
 		fmt.Fprintln(os.Stderr, "usage: daemonload -socket PATH -config PATH -users FILE [-clients 16] [-n 5000] [-reset-every 90]")
@@ -118,17 +127,26 @@ func run(socket, cfgPath, usersFile string, clients, n, resetEvery int) (*Result
 	if err != nil {
 		return nil, err
 	}
-	if cfg.MaxFailures <= resetEvery {
-		return nil, fmt.Errorf("%s: lockout.max_failures is %d; it must be above -reset-every %d, or the lockout changes what is measured", cfgPath, cfg.MaxFailures, resetEvery)
+	var (
+		users []*user
+		clear func(name string) error
+	)
+	if adminDSN != "" {
+		users, clear, err = dbUsers(usersFile, resetEvery)
+	} else {
+		if cfg.MaxFailures <= resetEvery {
+			return nil, fmt.Errorf("%s: lockout.max_failures is %d; it must be above -reset-every %d, or the lockout changes what is measured", cfgPath, cfg.MaxFailures, resetEvery)
+		}
+		mgr := &account.Manager{Store: keystore.New(cfg.Store), Config: cfg}
+		users, err = readUsers(usersFile, mgr.Store)
+		clear = mgr.Unlock
 	}
-	mgr := &account.Manager{Store: keystore.New(cfg.Store), Config: cfg}
-	users, err := readUsers(usersFile, mgr.Store)
 	if err != nil {
 		return nil, err
 	}
 	// Every user starts from zero failures.
 	for _, u := range users {
-		if err := mgr.Unlock(u.name); err != nil {
+		if err := clear(u.name); err != nil {
 			return nil, fmt.Errorf("clearing %s: %w", u.name, err)
 		}
 	}
@@ -174,7 +192,7 @@ func run(socket, cfgPath, usersFile string, clients, n, resetEvery int) (*Result
 				if u.count.Add(1)%int64(resetEvery) == 0 {
 					// No attempt on u in flight, none starts until done.
 					u.gate.Lock()
-					err := mgr.Unlock(u.name)
+					err := clear(u.name)
 					u.gate.Unlock()
 					if err != nil {
 						record(0, "", fmt.Errorf("clearing %s: %w", u.name, err))
@@ -276,4 +294,49 @@ func readUsers(path string, store *keystore.Store) ([]*user, error) {
 		return nil, fmt.Errorf("%s: no user names", path)
 	}
 	return users, nil
+}
+
+// adminDSN is -admin-dsn.
+var adminDSN string
+
+// dbUsers reads the users named in path from the database of adminDSN,
+// and returns them with the function that clears a user's failures there.
+func dbUsers(path string, resetEvery int) ([]*user, func(string) error, error) {
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, adminDSN)
+	if err != nil {
+		return nil, nil, err
+	}
+	var maxFailures int
+	if err := conn.QueryRow(ctx, `SELECT max_failures FROM otpgate.policy`).Scan(&maxFailures); err != nil {
+		return nil, nil, err
+	}
+	if maxFailures <= resetEvery {
+		return nil, nil, fmt.Errorf("the database's max_failures is %d; it must be above -reset-every %d", maxFailures, resetEvery)
+	}
+	names, err := os.ReadFile(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	var users []*user
+	for _, name := range strings.Fields(string(names)) {
+		u := &user{name: name}
+		if err := conn.QueryRow(ctx, `SELECT a.secret, a.algorithm, a.digits, a.period FROM otpgate.authenticators a
+			JOIN otpgate.users u ON u.id = a.user_id WHERE u.name = $1 ORDER BY a.id LIMIT 1`, name).
+			Scan(&u.secret, &u.params.Algorithm, &u.params.Digits, &u.params.Period); err != nil {
+			return nil, nil, fmt.Errorf("%s: %s: %w (enroll the users in the database first)", path, name, err)
+		}
+		users = append(users, u)
+	}
+	if len(users) == 0 {
+		return nil, nil, fmt.Errorf("%s: no user names", path)
+	}
+	var mu sync.Mutex
+	return users, func(name string) error {
+		mu.Lock()
+		defer mu.Unlock()
+		_, err := conn.Exec(ctx, `UPDATE otpgate.user_state SET failures = 0, locked_until = NULL
+			WHERE user_id = (SELECT id FROM otpgate.users WHERE name = $1)`, name)
+		return err
+	}, nil
 }
