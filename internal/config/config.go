@@ -63,8 +63,9 @@ const (
 // Postgres is the [postgres] table.
 type Postgres struct {
 	// DSN is a libpq keyword/value string or a postgres:// URL. It holds
-	// no password: one comes from a passfile (passfile= in the DSN, or
-	// the default ~/.pgpass of the user the helper runs as).
+	// no password: one comes from the passfile it names (passfile=), a
+	// root-only file. The helper runs without HOME or PGPASSFILE, so no
+	// other passfile is ever read.
 	DSN string
 	// OnUnavailable is UnavailableDeny or UnavailableLocal.
 	OnUnavailable string
