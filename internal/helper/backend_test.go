@@ -308,3 +308,19 @@ func pgstoreStatus(t *testing.T, p *pgFixture, user string) (pgstore.Status, err
 	defer cl.Close(context.Background())
 	return cl.Status(context.Background(), user)
 }
+
+// TestPostgresDeadlineMessage: before the enrollment deadline, a user the
+// database does not know is let in and told to ask an administrator, not
+// to run otpgate enroll (refused on a database host).
+func TestPostgresDeadlineMessage(t *testing.T) {
+	future := time.Now().AddDate(0, 0, 20).Format("2006-01-02")
+	p := newPGFixture(t, 5, "[enroll]\ndeadline = "+future)
+	ui := &script{}
+	if v := p.pamWith(t, p.o, "dave", ui); v != protocol.ResultSuccess || len(ui.prompts) != 0 {
+		t.Fatalf("before the deadline: %s %q %q", v, ui.prompts, ui.messages)
+	}
+	msg := strings.Join(ui.messages, "\n")
+	if !strings.Contains(msg, "Set one up now: ask an administrator to enroll you") || strings.Contains(msg, "run otpgate enroll") {
+		t.Errorf("message %q", msg)
+	}
+}

@@ -17,7 +17,12 @@ const (
 	// graceMsg: before the deadline, to a user without a code who is
 	// let in. %s: the user, the deadline; %d: the days left.
 	graceMsg = "no verification code is set up for %s yet; from %s on, logins without one are denied (%d %s left). " +
-		"Set one up now: run otpgate enroll"
+		"Set one up now: %s"
+	// graceHowFiles and graceHowDB end graceMsg: how to enroll, on a host
+	// with its own store and on one whose users live in the database
+	// (where only an administrator enrolls).
+	graceHowFiles = "run otpgate enroll"
+	graceHowDB    = "ask an administrator to enroll you"
 	// deadlineMsg: from the deadline on. %s: the deadline, the user.
 	deadlineMsg = "no verification code is set up for this account, and the enrollment deadline %s has passed; " +
 		"ask an administrator to enroll you (otpgate enroll --user %s)"
@@ -69,7 +74,11 @@ func enrollDeadline(s *session, user, service, rhost string, cfg config.Config, 
 		if left == 1 {
 			days = "day"
 		}
-		s.info(graceMsg, user, d, left, days)
+		how := graceHowFiles
+		if cfg.Backend == config.BackendPostgres {
+			how = graceHowDB
+		}
+		s.info(graceMsg, user, d, left, days, how)
 		return protocol.ResultSuccess
 	}
 	logLine(o.Log, user, service, rhost, "denied", "reason", "deadline-passed", "deadline", d.String(), "policy", rule)
