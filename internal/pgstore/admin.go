@@ -228,6 +228,10 @@ type Authenticator struct {
 	Secret  []byte
 	Params  totp.Params
 	Created time.Time // zero means now
+	// LastStep is the last accepted step, 0 for none: SetEnrollment
+	// records the step of the code the user confirmed with, so that
+	// code is not accepted again.
+	LastStep int64
 }
 
 // MaxLabelLen is the longest authenticator label, in bytes.
@@ -303,7 +307,7 @@ func (a *Admin) inUser(ctx context.Context, user string, create bool, f func(tx 
 	var uid int64
 	err = tx.QueryRow(ctx, `SELECT id FROM otpgate.users WHERE name = $1 FOR UPDATE`, user).Scan(&uid)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return fmt.Errorf("pgstore: user %s is not in the database", user)
+		return fmt.Errorf("pgstore: user %s is not in the database: %w", user, keystore.ErrNotEnrolled)
 	}
 	if err != nil {
 		return fmt.Errorf("pgstore: %s: %w", user, err)
