@@ -4,6 +4,7 @@ package cli
 
 import (
 	"bufio"
+	"context"
 	"flag"
 	"fmt"
 	"io"
@@ -32,6 +33,7 @@ commands:
   list          list enrolled users
   import-google-authenticator
                 take users over from ~/.google_authenticator files
+  db            the PostgreSQL backend: init, policy, import-local, export-local
   doctor        audit sshd, PAM stacks, files and enrollment on this host
   sshcheck      sshd ForceCommand: ask for a code, then run the session
   version       print the version of otpgate
@@ -39,6 +41,11 @@ commands:
 options:
   --config PATH  policy file (default /etc/otpgate/config.toml)
   --version      print the version of otpgate
+
+enroll, status, list, unlock, reset, backup-codes, report and
+import-google-authenticator take --dsn ADMIN_DSN: they then act on the
+PostgreSQL database (docs/postgres.md) instead of this host's store. The
+DSN holds no password: ~/.pgpass, passfile= or service= give it.
 
 Run otpgate COMMAND --help for the options of a command.
 
@@ -54,6 +61,10 @@ type env struct {
 	store          *keystore.Store
 	mgr            *account.Manager
 	log            *authlog.Logger
+	// be is where the administrator's commands act: the files store, or
+	// db when --dsn was given.
+	be backend
+	db *dbBackend
 }
 
 type command struct {
@@ -71,6 +82,7 @@ var commands = map[string]command{
 	"list":         {runList, listHelp},
 	"doctor":       {runDoctor, doctorHelp},
 	"sshcheck":     {runSSHCheck, sshcheckHelp},
+	"db":           {runDB, dbHelp},
 
 	"import-google-authenticator": {runImportGA, importGAHelp},
 }
@@ -118,7 +130,16 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if name == "sshcheck" { // as the logged-in user, through the setuid helper, which reads the config
 		return report(stderr, cmd.run(e, rest))
 	}
-	if os.Geteuid() != 0 && !configGiven {
+	var dsn string
+	dsnGiven := false
+	if dbCommands[name] {
+		var err error
+		if dsn, dsnGiven, rest, err = takeDSN(rest); err != nil {
+			return report(stderr, withHint(err, "run otpgate "+name+" --help"))
+		}
+	}
+	// With --dsn the database's rights decide, not this host's store.
+	if os.Geteuid() != 0 && !configGiven && !dsnGiven {
 		if selfServiceCommands[name] {
 			return report(stderr, runSelfService(e, stdin, name, rest))
 		}
@@ -132,6 +153,24 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	e.cfg = cfg
 	e.store = keystore.New(cfg.Store)
 	e.mgr = &account.Manager{Store: e.store, Config: cfg}
+	e.be = filesBackend{e}
+	if dsnGiven {
+		admin, dbname, err := openDB(dsn)
+		if err != nil {
+			return report(stderr, err)
+		}
+		defer admin.Close(context.Background())
+		e.db = &dbBackend{admin: admin, name: dbname, dsn: dsn, cfg: &e.cfg}
+		e.be = e.db
+		if name != "db" { // db init makes the schema; db's commands read the policy themselves
+			if err := e.db.usePolicy(); err != nil {
+				return report(stderr, err)
+			}
+			e.mgr.Config = e.cfg
+		}
+	} else if name != "db" && cfg.Backend == config.BackendPostgres && name != "doctor" {
+		fmt.Fprintf(stderr, "otpgate: note: backend is postgres in %s; this acts on this host's files store (the break-glass of on_unavailable = \"local\"); add --dsn ADMIN_DSN to act on the database\n", *configPath)
+	}
 	e.log = authlog.Open("otpgate", stderr) // no syslog (a container): the line goes to standard error
 	defer e.log.Close()
 	return report(stderr, cmd.run(e, rest))

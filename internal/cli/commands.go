@@ -30,7 +30,7 @@ func runStatus(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	s, err := e.mgr.Status(user)
+	s, err := e.be.Status(user)
 	if err != nil {
 		return err
 	}
@@ -64,6 +64,9 @@ func printStatus(e *env, s account.Status) {
 	if !s.LastSuccess.IsZero() {
 		fmt.Fprintf(w, "last accepted code: %s\n", stamp(s.LastSuccess))
 	}
+	if e.db != nil {
+		fmt.Fprintf(w, "backend: postgres (%s)\n", e.db.name)
+	}
 }
 
 const backupHelp = `usage: otpgate backup-codes [--user NAME] [--json]
@@ -83,7 +86,7 @@ func runBackupCodes(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	codes, err := e.mgr.NewBackupCodes(user, "")
+	codes, err := e.be.NewBackupCodes(user)
 	if errors.Is(err, keystore.ErrNotEnrolled) {
 		return withHint(deniedErr("%s is not enrolled", user), "run otpgate enroll first")
 	}
@@ -163,7 +166,7 @@ func runUnlock(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := e.mgr.Unlock(user); err != nil {
+	if err := e.be.Unlock(user); err != nil {
 		return err
 	}
 	adminLog(e, "unlock", user)
@@ -195,7 +198,7 @@ func runReset(e *env, args []string) error {
 	if *label != "" {
 		return resetLabel(e, user, *label)
 	}
-	err = e.mgr.Reset(user)
+	err = e.be.Reset(user)
 	if errors.Is(err, keystore.ErrNotEnrolled) {
 		return deniedErr("%s is not enrolled; nothing to reset", user)
 	}
@@ -212,7 +215,7 @@ func resetLabel(e *env, user, label string) error {
 	if err := keystore.ValidLabel(label); err != nil {
 		return usageErr("reset: --label: %v", err)
 	}
-	left, err := e.mgr.RemoveAuthenticator(user, label)
+	left, err := e.be.RemoveAuthenticator(user, label)
 	switch {
 	case errors.Is(err, keystore.ErrNotEnrolled):
 		return deniedErr("%s is not enrolled; nothing to reset", user)
@@ -251,7 +254,7 @@ func runList(e *env, args []string) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	users, err := e.store.Users()
+	users, err := e.be.Users()
 	if err != nil {
 		return err
 	}
@@ -264,7 +267,7 @@ func runList(e *env, args []string) error {
 	all := []row{}
 	var firstErr error
 	for _, u := range users {
-		s, err := e.mgr.Status(u)
+		s, err := e.be.Status(u)
 		r := row{Status: s}
 		if err != nil {
 			r = row{Status: account.Status{User: u}, Error: err.Error()}

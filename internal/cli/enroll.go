@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -68,7 +69,7 @@ func runEnroll(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if old, err := e.store.ReadUser(user); err == nil && *add {
+	if old, err := e.be.Labels(user); err == nil && *add {
 		if err := canAdd(user, old, *label); err != nil {
 			return err
 		}
@@ -79,8 +80,12 @@ func runEnroll(e *env, args []string) error {
 		return err
 	}
 	if *name != "" && !*force {
-		if err := knownUser(user); err != nil {
+		if err := knownUser(user); err != nil && e.db == nil {
 			return err
+		} else if err != nil {
+			// The database serves a fleet: this machine need not know
+			// every account of it.
+			fmt.Fprintf(e.stderr, "otpgate: note: %s\n", oneLine(err.Error()))
 		}
 	}
 
@@ -124,7 +129,7 @@ func runEnroll(e *env, args []string) error {
 		}
 		opts.Confirm = code
 	}
-	codes, err := e.mgr.Save(en, opts)
+	codes, err := e.be.Save(en, opts)
 	if errors.Is(err, account.ErrEnrolled) {
 		return withHint(deniedErr("%s was enrolled meanwhile; nothing was changed", user), "add --force to replace the secret, or --add --label NAME to add one")
 	}
@@ -177,12 +182,12 @@ func checkAddFlags(add, force bool, label string) error {
 }
 
 // canAdd says, before a secret is shown, why an authenticator labelled
-// label cannot be added to user's enrollment u.
-func canAdd(user string, u keystore.User, label string) error {
+// label cannot be added to a user whose authenticators have labels.
+func canAdd(user string, labels []string, label string) error {
 	switch {
-	case u.Find(label) >= 0:
+	case slices.Contains(labels, label):
 		return addErr(user, label, account.ErrLabelTaken)
-	case len(u.Authenticators) >= keystore.MaxAuthenticators:
+	case len(labels) >= keystore.MaxAuthenticators:
 		return addErr(user, label, account.ErrTooMany)
 	}
 	return nil

@@ -532,3 +532,8 @@ func normKey(k string) string {
 	}
 	return strings.Join(parts, ".")
 }
+
+// DSNHasPassword reports whether dsn carries a password (the rule
+// postgres.dsn follows), for otpgate's --dsn: a password belongs in a
+// passfile, not in a file or a command line others may read.
+func DSNHasPassword(dsn string) bool { return dsnHasPassword(dsn) }

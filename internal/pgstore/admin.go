@@ -9,6 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/otpgate/otpgate/internal/account"
 	"github.com/otpgate/otpgate/internal/backupcode"
 	"github.com/otpgate/otpgate/internal/config"
 	"github.com/otpgate/otpgate/internal/totp"
@@ -316,6 +317,10 @@ func (a *Admin) inUser(ctx context.Context, user string, create bool, f func(tx 
 		return fmt.Errorf("pgstore: %s: %w", user, err)
 	}
 	if err := f(tx, uid); err != nil {
+		if errors.Is(err, keystore.ErrNotEnrolled) || errors.Is(err, account.ErrEnrolled) || errors.Is(err, account.ErrLabelTaken) ||
+			errors.Is(err, account.ErrTooMany) || errors.Is(err, account.ErrNoLabel) {
+			return err // the files backend's answer, as it words it
+		}
 		return fmt.Errorf("pgstore: %s: %w", user, err)
 	}
 	if err := tx.Commit(ctx); err != nil {

@@ -1,0 +1,114 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/otpgate/otpgate/internal/pgstore"
+	"github.com/otpgate/otpgate/internal/pgtest"
+	"github.com/otpgate/otpgate/internal/verify"
+)
+
+var hostSeq atomic.Int64
+
+// TestDBScripts runs testdata/dbscript/*.txt: the administrator's
+// commands with --dsn against a real PostgreSQL (internal/pgtest), the
+// otpgate command a real process. Each script has a database of its own,
+// without the schema: $ADMIN_DSN is the superuser's DSN, $HOST_DSN a
+// login role that becomes a member of otpgate_host once the script ran
+// db init (hostverify grants it), $DBNAME the database.
+func TestDBScripts(t *testing.T) {
+	if os.Geteuid() != 0 {
+		if os.Getenv("OTPGATE_REQUIRE_TOOLS") != "" {
+			t.Fatal("the db scripts need root (the store's owner); OTPGATE_REQUIRE_TOOLS is set")
+		}
+		t.Skip("the db scripts need root (the store's owner)")
+	}
+	c := pgtest.Get(t)
+	testscript.Run(t, testscript.Params{
+		Dir: "testdata/dbscript",
+		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
+			"totp":       cmdTOTP,
+			"hostverify": cmdHostVerify,
+			"pgexec":     cmdPGExec,
+		},
+		Setup: func(e *testscript.Env) error {
+			db := c.NewDatabase(t)
+			host := fmt.Sprintf("web%d_%s", hostSeq.Add(1), db)
+			c.Exec(t, db, "CREATE ROLE "+host+" LOGIN")
+			e.Setenv("ADMIN_DSN", c.DSN("postgres", db))
+			e.Setenv("HOST_DSN", c.DSN(host, db))
+			e.Setenv("HOST_ROLE", host)
+			e.Setenv("DBNAME", db)
+			return scriptSetup(e)
+		},
+	})
+}
+
+// scriptSetup replaces $WORK in the *.toml files with the work directory.
+func scriptSetup(e *testscript.Env) error {
+	return replaceWork(e.WorkDir)
+}
+
+// cmdHostVerify checks a code as a host does, through pgstore.Client
+// with the host role: hostverify USER CODE prints the outcome, reason,
+// method, label and failures, one "key=value" each. The code may be a
+// file name holding it (the output of totp).
+func cmdHostVerify(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: hostverify USER CODE|FILE")
+	}
+	code := args[1]
+	if b, err := os.ReadFile(ts.MkAbs(code)); err == nil {
+		code = strings.TrimSpace(string(b))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	grantHost(ts)
+	cl, err := pgstore.Connect(ctx, ts.Getenv("HOST_DSN"))
+	ts.Check(err)
+	defer cl.Close(ctx)
+	r := cl.Verify(ctx, args[0], code, "test", "192.0.2.7")
+	outcome := map[verify.Outcome]string{verify.Accepted: "accepted", verify.Denied: "denied", verify.Locked: "locked", verify.NotEnrolled: "not-enrolled", verify.Failed: "failed"}[r.Outcome]
+	fmt.Fprintf(ts.Stdout(), "outcome=%s reason=%s method=%s label=%s failures=%d backup_left=%d\n", outcome, r.Reason, r.Method, r.Label, r.Failures, r.BackupLeft)
+}
+
+// grantHost makes the script's host role a member of otpgate_host (the
+// step db init tells the administrator to do).
+func grantHost(ts *testscript.TestScript) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, ts.Getenv("ADMIN_DSN"))
+	ts.Check(err)
+	defer conn.Close(ctx)
+	_, err = conn.Exec(ctx, "GRANT "+pgstore.HostRole+" TO "+ts.Getenv("HOST_ROLE"))
+	ts.Check(err)
+}
+
+// cmdPGExec runs one SQL statement as the superuser: pgexec SQL.
+func cmdPGExec(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 1 {
+		ts.Fatalf("usage: pgexec SQL")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, ts.Getenv("ADMIN_DSN"))
+	ts.Check(err)
+	defer conn.Close(ctx)
+	_, err = conn.Exec(ctx, args[0])
+	if neg {
+		if err == nil {
+			ts.Fatalf("pgexec %s: succeeded", args[0])
+		}
+		return
+	}
+	ts.Check(err)
+}
