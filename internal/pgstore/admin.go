@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/otpgate/otpgate/internal/account"
 	"github.com/otpgate/otpgate/internal/backupcode"
@@ -89,8 +90,20 @@ func (a *Admin) Init(ctx context.Context) error {
 		err := tx.QueryRow(ctx, `SELECT rolsuper, rolcanlogin FROM pg_roles WHERE rolname = $1`, role).Scan(&super, &login)
 		switch {
 		case errors.Is(err, pgx.ErrNoRows):
-			if err := q(`CREATE ROLE ` + role + ` NOLOGIN`); err != nil {
+			// Roles are global to the cluster, and the advisory lock
+			// above is per database: an Init of another database may
+			// create the role meanwhile, which is as good.
+			if err := q(`SAVEPOINT create_role`); err != nil {
 				return err
+			}
+			if err := q(`CREATE ROLE ` + role + ` NOLOGIN`); err != nil {
+				var pe *pgconn.PgError
+				if !errors.As(err, &pe) || (pe.Code != "23505" && pe.Code != "42710") {
+					return err
+				}
+				if err := q(`ROLLBACK TO SAVEPOINT create_role`); err != nil {
+					return err
+				}
 			}
 		case err != nil:
 			return fmt.Errorf("pgstore: init: %w", err)
