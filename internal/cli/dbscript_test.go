@@ -2,8 +2,10 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -39,6 +41,7 @@ func TestDBScripts(t *testing.T) {
 			"totp":       cmdTOTP,
 			"hostverify": cmdHostVerify,
 			"pgexec":     cmdPGExec,
+			"backupcode": cmdBackupCode,
 		},
 		Setup: func(e *testscript.Env) error {
 			db := c.NewDatabase(t)
@@ -111,4 +114,22 @@ func cmdPGExec(ts *testscript.TestScript, neg bool, args []string) {
 		return
 	}
 	ts.Check(err)
+}
+
+// cmdBackupCode prints backup code N (from 1) of an enroll --json output
+// file: backupcode FILE N.
+func cmdBackupCode(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: backupcode FILE N")
+	}
+	var en struct {
+		BackupCodes []string `json:"backup_codes"`
+	}
+	ts.Check(json.Unmarshal([]byte(ts.ReadFile(args[0])), &en))
+	n, err := strconv.Atoi(args[1])
+	ts.Check(err)
+	if n < 1 || n > len(en.BackupCodes) {
+		ts.Fatalf("%s has %d backup codes", args[0], len(en.BackupCodes))
+	}
+	fmt.Fprintln(ts.Stdout(), en.BackupCodes[n-1])
 }
