@@ -156,6 +156,9 @@ func (a *Admin) Init(ctx context.Context) error {
 		`REVOKE ALL ON ALL ROUTINES IN SCHEMA ` + Schema + ` FROM PUBLIC, ` + HostRole,
 		`ALTER DEFAULT PRIVILEGES FOR ROLE ` + OwnerRole + ` REVOKE EXECUTE ON ROUTINES FROM PUBLIC`,
 	}
+	// The version, where a host role (which reads no table) can see it:
+	// the catalog. otpgate doctor reports it.
+	grants = append(grants, fmt.Sprintf(`COMMENT ON SCHEMA %s IS '%s%d'`, Schema, SchemaComment, SchemaVersion))
 	for _, r := range ownerRoutines {
 		grants = append(grants, `GRANT EXECUTE ON ROUTINE `+r+` TO `+OwnerRole)
 	}
@@ -172,6 +175,10 @@ func (a *Admin) Init(ctx context.Context) error {
 	}
 	return nil
 }
+
+// SchemaComment starts the comment Init puts on the schema, followed by
+// the version: a host role reads no table, but it reads the catalog.
+const SchemaComment = "otpgate schema version "
 
 // schemaVersion returns the newest version recorded, 0 for none.
 func schemaVersion(ctx context.Context, tx pgx.Tx) (int, error) {
