@@ -12,11 +12,14 @@ import (
 	"github.com/otpgate/otpgate/keystore"
 )
 
-const statusHelp = `usage: otpgate status [--user NAME] [--json]
+const statusHelp = `usage: otpgate status [--user NAME] [--json] [--dsn ADMIN_DSN]
 
 Shows whether the account is enrolled and with which authenticators
 (label, when it was added, code parameters), how many backup codes are
 left, the failure count and any lock. Never shows a secret.
+
+  --dsn ADMIN_DSN act on the PostgreSQL database instead of this host's
+                  store (otpgate db --help; docs/postgres.md)
 `
 
 func runStatus(e *env, args []string) error {
@@ -69,10 +72,13 @@ func printStatus(e *env, s account.Status) {
 	}
 }
 
-const backupHelp = `usage: otpgate backup-codes [--user NAME] [--json]
+const backupHelp = `usage: otpgate backup-codes [--user NAME] [--json] [--dsn ADMIN_DSN]
 
 Makes a new set of backup codes and prints it once. The old codes stop
 working. The failure count is not reset.
+
+  --dsn ADMIN_DSN act on the PostgreSQL database instead of this host's
+                  store (otpgate db --help; docs/postgres.md)
 `
 
 func runBackupCodes(e *env, args []string) error {
@@ -151,9 +157,12 @@ func runVerify(e *env, args []string) error {
 	return deniedErr("%s", msg)
 }
 
-const unlockHelp = `usage: otpgate unlock --user NAME
+const unlockHelp = `usage: otpgate unlock --user NAME [--dsn ADMIN_DSN]
 
 Clears the user's failure count and lock. Codes already used stay used.
+
+  --dsn ADMIN_DSN act on the PostgreSQL database instead of this host's
+                  store (otpgate db --help; docs/postgres.md)
 `
 
 func runUnlock(e *env, args []string) error {
@@ -174,7 +183,7 @@ func runUnlock(e *env, args []string) error {
 	return nil
 }
 
-const resetHelp = `usage: otpgate reset --user NAME [--label LABEL]
+const resetHelp = `usage: otpgate reset --user NAME [--label LABEL] [--dsn ADMIN_DSN]
 
 Removes the user's authenticators and backup codes, for a lost phone; the
 user then enrolls again. The failure count and lock are kept (see unlock).
@@ -182,6 +191,8 @@ user then enrolls again. The failure count and lock are kept (see unlock).
   --label LABEL   remove only that authenticator (otpgate status lists
                   them); the others and the backup codes keep working.
                   Removing the last one is a reset
+  --dsn ADMIN_DSN act on the PostgreSQL database instead of this host's
+                  store (otpgate db --help; docs/postgres.md)
 `
 
 func runReset(e *env, args []string) error {
@@ -240,12 +251,15 @@ func plural(n int) string {
 	return "s"
 }
 
-const listHelp = `usage: otpgate list [--json]
+const listHelp = `usage: otpgate list [--json] [--dsn ADMIN_DSN]
 
 Lists enrolled users under a header: backup codes left, consecutive
 failures, until when the account is locked ("-": not locked), the last
 accepted code and the authenticators (LABEL@CREATED, comma-separated),
 times in RFC 3339 with the local zone.
+
+  --dsn ADMIN_DSN act on the PostgreSQL database instead of this host's
+                  store (otpgate db --help; docs/postgres.md)
 `
 
 func runList(e *env, args []string) error {

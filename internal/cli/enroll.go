@@ -18,7 +18,7 @@ import (
 	"github.com/otpgate/otpgate/keystore"
 )
 
-const enrollHelp = `usage: otpgate enroll [--user NAME] [--add] [--label LABEL] [--qr ansi|utf8|none] [--qr-png FILE] [--no-confirm] [--force] [--json]
+const enrollHelp = `usage: otpgate enroll [--user NAME] [--add] [--label LABEL] [--qr ansi|utf8|none] [--qr-png FILE] [--no-confirm] [--force] [--json [--dsn ADMIN_DSN]
 
 Makes a new 160-bit secret, shows it as a QR code and an otpauth:// URI
 for the authenticator app, asks for one code from the app, saves the
@@ -41,6 +41,10 @@ secret, and prints the backup codes once. They are never shown again.
                   also enroll a name the system does not know (yet)
   --json          print {"user","uri","secret","backup_codes"} on stdout;
                   the QR code and prompts go to stderr
+  --dsn ADMIN_DSN act on the PostgreSQL database instead of this host's
+                  store (otpgate db --help; docs/postgres.md)
+                  (a name this machine does not know is then a note, not
+                  a refusal: the database serves a fleet)
 `
 
 // confirmTries is how many codes enroll asks for before giving up.

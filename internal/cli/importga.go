@@ -17,7 +17,7 @@ import (
 )
 
 const importGAHelp = `usage: otpgate import-google-authenticator (--user NAME [--file PATH] | --all)
-         [--remove-original] [--force] [--json]
+         [--remove-original] [--force] [--json] [--dsn ADMIN_DSN]
 
 Takes users over from google-authenticator-libpam without a new scan: the
 secret, STEP_SIZE (the period) and the scratch codes (each becomes a
@@ -34,6 +34,8 @@ stored as the user's otpgate enrollment. Root only.
                      (default: it is left alone)
   --force            replace an existing otpgate enrollment
   --json             print one object per user, as a JSON array
+  --dsn ADMIN_DSN    store the users in the PostgreSQL database instead of
+                     this host's store (docs/postgres.md)
 
 Refused: counter-based (HOTP) files, a secret under 128 bits, and a file
 that is a symbolic link, not a regular file, not owned by the user, or
@@ -211,10 +213,14 @@ func (e *env) importOne(a gaimport.Account, path string, force, remove bool) imp
 	}
 	r.Algorithm, r.Digits, r.Period = params.Algorithm, params.Digits, params.Period
 	r.WindowSize, r.WindowNeeded = f.WindowSize, f.StepsEachSide()
+	raise := "raise window in " + e.configPath
+	if e.db != nil {
+		raise = "raise it with otpgate db policy --dsn ADMIN_DSN --window N"
+	}
 	switch {
 	case r.WindowNeeded > e.cfg.Window:
-		r.Notes = append(r.Notes, fmt.Sprintf("WINDOW_SIZE %d accepted %d steps on either side; otpgate's window is %d for every user and was not widened: a phone whose clock is off by more than %d s is refused; raise window in %s if needed",
-			f.WindowSize, r.WindowNeeded, e.cfg.Window, e.cfg.Window*f.StepSize, e.configPath))
+		r.Notes = append(r.Notes, fmt.Sprintf("WINDOW_SIZE %d accepted %d steps on either side; otpgate's window is %d for every user and was not widened: a phone whose clock is off by more than %d s is refused; %s if needed",
+			f.WindowSize, r.WindowNeeded, e.cfg.Window, e.cfg.Window*f.StepSize, raise))
 	case r.WindowNeeded < e.cfg.Window:
 		r.Notes = append(r.Notes, fmt.Sprintf("WINDOW_SIZE %d accepted %d steps on either side; otpgate's window is %d for every user",
 			f.WindowSize, r.WindowNeeded, e.cfg.Window))
