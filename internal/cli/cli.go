@@ -5,11 +5,13 @@ package cli
 import (
 	"bufio"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/user"
+	"slices"
 
 	"github.com/otpgate/otpgate/internal/account"
 	"github.com/otpgate/otpgate/internal/authlog"
@@ -147,6 +149,14 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			"run it with sudo"))
 	}
 	cfg, err := config.Load(*configPath)
+	if err != nil && dsnGiven && !configGiven && os.Geteuid() != 0 && errors.Is(err, os.ErrPermission) {
+		// A database administrator who is not root (the postgres user on
+		// the database server) on a host whose config is root's alone:
+		// the database decides what matters, this host's defaults do for
+		// the rest (issuer, code parameters, backup codes).
+		fmt.Fprintf(stderr, "otpgate: note: %v; using the defaults for this host's settings\n", err)
+		cfg, err = config.Default(), nil
+	}
 	if err != nil {
 		return report(stderr, err)
 	}
@@ -256,5 +266,8 @@ func whoami() string {
 }
 
 func adminLog(e *env, action, user string, extra ...string) {
+	if e.db != nil && !slices.Contains(extra, "database") {
+		extra = append(extra, "database", e.db.name)
+	}
 	e.log.Info(authlog.Fields(append([]string{"user", user, "action", action, "by", whoami()}, extra...)...))
 }
