@@ -1,6 +1,6 @@
 // Package pgtest runs a throwaway PostgreSQL cluster for tests: Debian's
 // postgresql package, initdb in a temporary directory, listening only on
-// a Unix socket there (listen_addresses = ''), started once per test
+// a Unix socket there (listen_addresses empty), started once per test
 // binary on first use and stopped when the binary ends. As root, the
 // cluster runs as the postgres system user (postgres refuses root).
 // Without the binaries the tests skip, unless OTPGATE_REQUIRE_TOOLS is set
