@@ -7,12 +7,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/otpgate/otpgate/internal/account"
 	"github.com/otpgate/otpgate/internal/backupcode"
 	"github.com/otpgate/otpgate/internal/config"
-	"github.com/otpgate/otpgate/internal/pgstore"
 	"github.com/otpgate/otpgate/keystore"
 )
 
@@ -66,7 +63,7 @@ const dbOpTimeout = 30 * time.Second
 // dbBackend is the PostgreSQL database, through an administrator's
 // connection (pgstore.Admin).
 type dbBackend struct {
-	admin *pgstore.Admin
+	admin DBAdmin
 	name  string // "host/dbname", for people
 	dsn   string
 	cfg   *config.Config
@@ -111,19 +108,19 @@ func (d *dbBackend) Save(en *account.Enrollment, opts account.SaveOptions) ([]st
 	if label == "" {
 		label = keystore.DefaultLabel
 	}
-	au := pgstore.Authenticator{Label: label, Secret: en.Secret, Params: en.Params}
+	au := keystore.Authenticator{Label: label, Secret: en.Secret, Params: en.Params, Created: time.Now()}
+	var step int64
 	if opts.Confirm != "" {
 		m := account.Manager{Config: *d.cfg}
-		step, ok := m.CheckCode(en, opts.Confirm)
-		if !ok {
+		var ok bool
+		if step, ok = m.CheckCode(en, opts.Confirm); !ok {
 			return nil, account.ErrCodeMismatch
 		}
-		au.LastStep = step
 	}
 	ctx, cancel := d.ctx()
 	defer cancel()
 	if opts.Add {
-		err := d.admin.AddAuthenticator(ctx, en.User, au)
+		err := d.admin.AddAuthenticator(ctx, en.User, au, step)
 		if !errors.Is(err, keystore.ErrNotEnrolled) {
 			return nil, err
 		}
@@ -138,7 +135,7 @@ func (d *dbBackend) Save(en *account.Enrollment, opts account.SaveOptions) ([]st
 	if err != nil {
 		return nil, err
 	}
-	if err := d.admin.SetEnrollment(ctx, en.User, au, hashes, opts.Replace); err != nil {
+	if err := d.admin.SetEnrollment(ctx, en.User, au, step, hashes, opts.Replace); err != nil {
 		return nil, err
 	}
 	return codes, nil
@@ -216,7 +213,7 @@ func takeDSN(args []string) (dsn string, given bool, rest []string, err error) {
 
 // openDB connects with an administrator's DSN, refusing one that holds a
 // password (it would show in ps and the shell's history).
-func openDB(dsn string) (*pgstore.Admin, string, error) {
+func openDB(dsn string) (DBAdmin, string, error) {
 	if config.DSNHasPassword(dsn) {
 		return nil, "", withHint(usageErr("--dsn holds a password, which every user sees in ps and which stays in the shell's history"),
 			"put it in ~/.pgpass (mode 0600) or a passfile named with passfile= in the DSN, or use service=NAME and ~/.pg_service.conf")
@@ -224,7 +221,7 @@ func openDB(dsn string) (*pgstore.Admin, string, error) {
 	name := dbName(dsn)
 	ctx, cancel := context.WithTimeout(context.Background(), dbOpTimeout)
 	defer cancel()
-	a, err := pgstore.OpenAdmin(ctx, dsn)
+	a, err := OpenDB(ctx, dsn)
 	if err != nil {
 		return nil, "", fmt.Errorf("%w (--dsn %s)", err, name)
 	}
@@ -232,17 +229,25 @@ func openDB(dsn string) (*pgstore.Admin, string, error) {
 }
 
 // dbName names the database of dsn for people: "host/dbname", with
-// "local" for a Unix socket.
+// "local" for a Unix socket or no host (PGHOST and the defaults decide
+// then).
 func dbName(dsn string) string {
-	c, err := pgx.ParseConfig(dsn)
+	keys, err := config.DSNSettings(dsn)
 	if err != nil {
 		return "?"
 	}
-	host := c.Host
-	if strings.HasPrefix(host, "/") {
+	host, _, _ := strings.Cut(keys["host"], ",")
+	if host == "" && keys["service"] != "" && keys["dbname"] == "" {
+		return "service " + keys["service"]
+	}
+	if host == "" || strings.HasPrefix(host, "/") {
 		host = "local"
 	}
-	return host + "/" + c.Database
+	db := keys["dbname"]
+	if db == "" {
+		db = keys["user"]
+	}
+	return host + "/" + db
 }
 
 // usePolicy puts the database's policy in cfg: the window decides

@@ -4,7 +4,6 @@ package cli
 
 import (
 	"bufio"
-	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -140,6 +139,13 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			return report(stderr, withHint(err, "run otpgate "+name+" --help"))
 		}
 	}
+	if dsnGiven && config.DSNHasPassword(dsn) {
+		return report(stderr, withHint(usageErr("--dsn holds a password, which every user sees in ps and which stays in the shell's history"),
+			"put it in ~/.pgpass (mode 0600) or a passfile named with passfile= in the DSN, or use service=NAME and ~/.pg_service.conf"))
+	}
+	if dsnGiven && OpenDB == nil { // the otpgate command: the database is otpgate-db's
+		return report(stderr, execDB(args))
+	}
 	// With --dsn the database's rights decide, not this host's store.
 	if os.Geteuid() != 0 && !configGiven && !dsnGiven {
 		if selfServiceCommands[name] {
@@ -160,6 +166,9 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if err != nil {
 		return report(stderr, err)
 	}
+	if name == "doctor" && cfg.Backend == config.BackendPostgres && !PostgresDoctor {
+		return report(stderr, execDB(args))
+	}
 	e.cfg = cfg
 	e.store = keystore.New(cfg.Store)
 	e.mgr = &account.Manager{Store: e.store, Config: cfg}
@@ -169,7 +178,7 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		if err != nil {
 			return report(stderr, err)
 		}
-		defer admin.Close(context.Background())
+		defer admin.Close()
 		e.db = &dbBackend{admin: admin, name: dbname, dsn: dsn, cfg: &e.cfg}
 		e.be = e.db
 		if name != "db" { // db init makes the schema; db's commands read the policy themselves

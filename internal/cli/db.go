@@ -6,12 +6,11 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/otpgate/otpgate/internal/authlog"
-	"github.com/otpgate/otpgate/internal/pgstore"
+	"github.com/otpgate/otpgate/internal/config"
 	"github.com/otpgate/otpgate/keystore"
 )
 
@@ -83,23 +82,24 @@ func runDBInit(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	adminLog(e, "db-init", "-", "database", e.db.name, "schema_version", strconv.Itoa(pgstore.SchemaVersion))
+	known := e.db.admin.KnownVersion()
+	adminLog(e, "db-init", "-", "database", e.db.name, "schema_version", strconv.Itoa(known))
 	w := e.stdout
-	if before == pgstore.SchemaVersion {
+	if before == known {
 		fmt.Fprintf(w, "%s: otpgate schema version %d is in place; nothing changed (users and policy kept)\n", e.db.name, before)
 	} else {
-		fmt.Fprintf(w, "%s: otpgate schema version %d created\n", e.db.name, pgstore.SchemaVersion)
+		fmt.Fprintf(w, "%s: otpgate schema version %d created\n", e.db.name, known)
 	}
 	fmt.Fprintf(w, "roles: %s (owns the schema, NOLOGIN), %s (hosts: may only call the verification and status functions, NOLOGIN)\n",
-		pgstore.OwnerRole, pgstore.HostRole)
+		dbOwnerRole, dbHostRole)
 	fmt.Fprintf(w, "policy: window %d, max_failures %d, lock_duration %s (otpgate db policy changes it)\n", pol.Window, pol.MaxFailures, pol.LockDuration)
 	host, dbname := "DBHOST", "otpgate"
-	if c, err := pgx.ParseConfig(e.db.dsn); err == nil {
-		if c.Host != "" && c.Host[0] != '/' {
-			host = c.Host
+	if keys, err := config.DSNSettings(e.db.dsn); err == nil {
+		if h, _, _ := strings.Cut(keys["host"], ","); h != "" && h[0] != '/' {
+			host = h
 		}
-		if c.Database != "" {
-			dbname = c.Database
+		if keys["dbname"] != "" {
+			dbname = keys["dbname"]
 		}
 	}
 	fmt.Fprintf(w, `
@@ -116,7 +116,7 @@ next steps:
        dsn = "host=%[2]s dbname=%[3]s user=otpgate_web1 sslmode=verify-full passfile=/etc/otpgate/pgpass"
   3. on a host with enrolled users: otpgate db import-local --dsn ADMIN_DSN --all
   4. on every host: otpgate doctor (checks the DSN, the passfile and that the role reads no secret)
-`, pgstore.HostRole, host, dbname)
+`, dbHostRole, host, dbname)
 	return nil
 }
 
@@ -149,11 +149,8 @@ func runDBPolicy(e *env, args []string) error {
 		}
 	})
 	if set {
-		if err := pol.Check(); err != nil {
-			return withHint(usageErr("db policy: %v", err), policyHelpHint)
-		}
 		if err := e.db.admin.SetPolicy(ctx, pol); err != nil {
-			return err
+			return withHint(usageErr("db policy: %v", err), policyHelpHint)
 		}
 		adminLog(e, "db-policy", "-", "database", e.db.name, "window", strconv.Itoa(pol.Window),
 			"max_failures", strconv.Itoa(pol.MaxFailures), "lock_duration", pol.LockDuration.String())

@@ -126,7 +126,13 @@ func Run(o Options) *Report {
 		for _, n := range notes {
 			r.note("%s", n)
 		}
-		enrolled = postgresEnrolled(cfg)
+		if PostgresEnrolled != nil {
+			enrolled = PostgresEnrolled(cfg)
+		} else {
+			enrolled = func(string) error {
+				return fmt.Errorf("cannot tell who is enrolled: this otpgate was built without the PostgreSQL client (run otpgate-db doctor)")
+			}
+		}
 	}
 
 	// sshd, as sshd itself resolves it: globally, then for each account

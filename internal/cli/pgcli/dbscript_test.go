@@ -1,10 +1,11 @@
-package cli
+package pgcli
 
 import (
 	"context"
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -14,12 +15,21 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/rogpeppe/go-internal/testscript"
 
+	"github.com/otpgate/otpgate/internal/cli"
 	"github.com/otpgate/otpgate/internal/pgstore"
 	"github.com/otpgate/otpgate/internal/pgtest"
+	"github.com/otpgate/otpgate/internal/totp"
 	"github.com/otpgate/otpgate/internal/verify"
+	"github.com/otpgate/otpgate/keystore"
 )
 
 var hostSeq atomic.Int64
+
+func TestMain(m *testing.M) {
+	testscript.Main(m, map[string]func(){
+		"otpgate": func() { os.Exit(cli.Main(os.Args[1:], os.Stdin, os.Stdout, os.Stderr)) },
+	})
+}
 
 // TestDBScripts runs testdata/dbscript/*.txt: the administrator's
 // commands with --dsn against a real PostgreSQL (internal/pgtest), the
@@ -58,7 +68,40 @@ func TestDBScripts(t *testing.T) {
 
 // scriptSetup replaces $WORK in the *.toml files with the work directory.
 func scriptSetup(e *testscript.Env) error {
-	return replaceWork(e.WorkDir)
+	tomls, _ := filepath.Glob(filepath.Join(e.WorkDir, "*.toml"))
+	for _, f := range tomls {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return err
+		}
+		b = []byte(strings.ReplaceAll(string(b), "$WORK", e.WorkDir))
+		if err := os.WriteFile(f, b, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// cmdTOTP prints the current code of the secret in an enroll --json
+// output file: totp FILE [STEPS], STEPS added to the current step.
+func cmdTOTP(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) < 1 || len(args) > 2 {
+		ts.Fatalf("usage: totp FILE [STEPS]")
+	}
+	var en struct{ Secret string }
+	if err := json.Unmarshal([]byte(ts.ReadFile(args[0])), &en); err != nil {
+		ts.Fatalf("%s: %v", args[0], err)
+	}
+	secret, err := keystore.DecodeSecret(en.Secret)
+	ts.Check(err)
+	delta := 0
+	if len(args) == 2 {
+		delta, err = strconv.Atoi(args[1])
+		ts.Check(err)
+	}
+	code, err := totp.CodeAt(secret, uint64(totp.Step(time.Now(), 30)+int64(delta)), totp.Default)
+	ts.Check(err)
+	ts.Stdout().Write([]byte(code + "\n"))
 }
 
 // cmdHostVerify checks a code as a host does, through pgstore.Client
