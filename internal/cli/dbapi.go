@@ -92,5 +92,9 @@ func execDB(args []string) error {
 		return withHint(usageErr("%s is not a regular file owned by root and writable by root alone; otpgate does not run it", DBProgram),
 			"chown root:root "+DBProgram+" && chmod 755 "+DBProgram)
 	}
+	if self, err := os.Stat("/proc/self/exe"); err == nil && os.SameFile(self, st) {
+		// An otpgate installed as otpgate-db would run itself forever.
+		return usageErr("%s is this otpgate, built without the database; install otpgate-db there", DBProgram)
+	}
 	return syscall.Exec(DBProgram, append([]string{DBProgram}, args...), os.Environ())
 }

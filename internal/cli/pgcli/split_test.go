@@ -112,6 +112,15 @@ func TestOtpgateRunsOtpgateDB(t *testing.T) {
 	if !strings.Contains(string(out), "is a superuser") || !strings.Contains(string(out), "schema version 1") {
 		t.Errorf("otpgate doctor on a postgres host did not check the database:\n%s", out)
 	}
+	// otpgate installed as otpgate-db would run itself forever.
+	selfDir := t.TempDir()
+	if err := os.Chmod(selfDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	self := build(t, selfDir, "cmd/otpgate", filepath.Join(selfDir, "otpgate"))
+	if out, err := run(self, "status", "--dsn", dsn); err == nil || !strings.Contains(out, "is this otpgate, built without the database") {
+		t.Errorf("otpgate as its own otpgate-db: %v\n%s", err, out)
+	}
 	if err := os.Chmod(dbprog, 0o777); err != nil {
 		t.Fatal(err)
 	}
