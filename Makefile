@@ -31,6 +31,10 @@ CFLAGS  ?= -O2 -g
 # finds the launcher in the helper's directory.
 HELPER   = $(PREFIX)/libexec/otpgate/otpgate-helper
 LAUNCHER = $(dir $(HELPER))otpgate-launch-helper
+# otpgate-db, the otpgate command with the PostgreSQL client: otpgate runs
+# it for db, --dsn and doctor on a postgres host (docs/postgres.md), so
+# that otpgate itself starts without the client. Compiled into otpgate.
+DBPROG   = $(dir $(HELPER))otpgate-db
 # The daemon's socket (otpgate-helper --serve), tried before exec by the
 # module and otpgate; compiled in like the paths above.
 SOCKET   = /run/otpgate/helper.sock
@@ -47,12 +51,12 @@ FUZZTIME ?= 60
 # /usr/lib/x86_64-linux-gnu/security; elsewhere /usr/lib/security or
 # /lib/security). Override with PAMDIR=.
 PAMDIR  ?= $(shell for d in /usr/lib/$$(gcc -print-multiarch 2>/dev/null)/security /lib/$$(gcc -print-multiarch 2>/dev/null)/security /usr/lib64/security /usr/lib/security /lib/security; do [ -d "$$d" ] && { echo $$d; break; }; done)
-GOFLAGS_BUILD = -trimpath -ldflags='-s -w -X github.com/otpgate/otpgate/internal/helper.InstalledPath=$(LAUNCHER) -X github.com/otpgate/otpgate/internal/helper.SocketPath=$(SOCKET) -X github.com/otpgate/otpgate/internal/version.Version=$(VERSION)'
+GOFLAGS_BUILD = -trimpath -ldflags='-s -w -X github.com/otpgate/otpgate/internal/helper.InstalledPath=$(LAUNCHER) -X github.com/otpgate/otpgate/internal/helper.SocketPath=$(SOCKET) -X github.com/otpgate/otpgate/internal/cli.DBProgram=$(DBPROG) -X github.com/otpgate/otpgate/internal/version.Version=$(VERSION)'
 # root:root when installing as root; a packager's unprivileged DESTDIR
 # install leaves ownership to the packaging tool (fakeroot).
 OWNER   = $(shell [ "$$(id -u)" = 0 ] && echo "-o root -g root")
 
-# Plain make builds everything: bin/otpgate, bin/otpgate-helper,
+# Plain make builds everything: bin/otpgate, bin/otpgate-db, bin/otpgate-helper,
 # build/pam_otpgate.so and build/otpgate-launch-helper.
 .DEFAULT_GOAL := all
 
@@ -83,8 +87,8 @@ pam-found:
 help:
 	@echo 'make [TARGET] [VARIABLE=value ...]   (as root where it says so)'
 	@echo ''
-	@echo '  all (default) build bin/otpgate, bin/otpgate-helper, build/pam_otpgate.so, build/otpgate-launch-helper'
-	@echo '  go            build bin/otpgate and bin/otpgate-helper only'
+	@echo '  all (default) build bin/otpgate, bin/otpgate-db, bin/otpgate-helper, build/pam_otpgate.so, build/otpgate-launch-helper'
+	@echo '  go            build bin/otpgate, bin/otpgate-db and bin/otpgate-helper only'
 	@echo '  pam           build build/pam_otpgate.so and build/otpgate-launch-helper only'
 	@echo '  test          every test: go vet, gofmt, go test -race (as root: apt-get installs what they need)'
 	@echo '  test-deps     as root, apt-get install the packages the tests use'
@@ -152,6 +156,7 @@ install: all man
 	install $(OWNER) -m 0755 bin/otpgate $(DESTDIR)$(PREFIX)/bin/otpgate
 	install $(OWNER) -m 0755 bin/otpgate-helper $(DESTDIR)$(HELPER)
 	install $(OWNER) -m 0755 bin/otpgate-helper-pg $(DESTDIR)$(dir $(HELPER))otpgate-helper-pg
+	install $(OWNER) -m 0755 bin/otpgate-db $(DESTDIR)$(DBPROG)
 	install $(OWNER) -m 4755 build/otpgate-launch-helper $(DESTDIR)$(LAUNCHER)
 	install $(OWNER) -m 0644 build/pam_otpgate.so $(DESTDIR)$(PAMDIR)/pam_otpgate.so
 	if [ -n "$(UNITDIR)" ]; then \
@@ -162,7 +167,7 @@ install: all man
 	fi
 
 uninstall:
-	rm -f $(DESTDIR)$(PREFIX)/bin/otpgate $(DESTDIR)$(HELPER) $(DESTDIR)$(dir $(HELPER))otpgate-helper-pg $(DESTDIR)$(LAUNCHER) $(DESTDIR)$(PAMDIR)/pam_otpgate.so
+	rm -f $(DESTDIR)$(PREFIX)/bin/otpgate $(DESTDIR)$(HELPER) $(DESTDIR)$(dir $(HELPER))otpgate-helper-pg $(DESTDIR)$(LAUNCHER) $(DESTDIR)$(DBPROG) $(DESTDIR)$(PAMDIR)/pam_otpgate.so
 	[ -z "$(UNITDIR)" ] || rm -f $(DESTDIR)$(UNITDIR)/otpgate-helper.socket $(DESTDIR)$(UNITDIR)/otpgate-helper.service
 	-rmdir $(DESTDIR)$(dir $(HELPER)) 2>/dev/null
 	rm -f $(DESTDIR)$(MANDIR)/man1/otpgate.1 $(DESTDIR)$(MANDIR)/man5/otpgate.toml.5 $(DESTDIR)$(MANDIR)/man8/pam_otpgate.8 $(DESTDIR)$(MANDIR)/man8/otpgate-helper.8

@@ -4,11 +4,13 @@ package cli
 
 import (
 	"bufio"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/user"
+	"slices"
 
 	"github.com/otpgate/otpgate/internal/account"
 	"github.com/otpgate/otpgate/internal/authlog"
@@ -33,6 +35,7 @@ commands:
   report        every account that must use a code, and where each stands
   import-google-authenticator
                 take users over from ~/.google_authenticator files
+  db            the PostgreSQL backend: init, policy, import-local, export-local
   doctor        audit sshd, PAM stacks, files and enrollment on this host
   sshcheck      sshd ForceCommand: ask for a code, then run the session
   version       print the version of otpgate
@@ -40,6 +43,11 @@ commands:
 options:
   --config PATH  policy file (default /etc/otpgate/config.toml)
   --version      print the version of otpgate
+
+enroll, status, list, unlock, reset, backup-codes, report and
+import-google-authenticator take --dsn ADMIN_DSN: they then act on the
+PostgreSQL database (docs/postgres.md) instead of this host's store. The
+DSN holds no password: ~/.pgpass, passfile= or service= give it.
 
 Run otpgate COMMAND --help for the options of a command.
 
@@ -55,6 +63,10 @@ type env struct {
 	store          *keystore.Store
 	mgr            *account.Manager
 	log            *authlog.Logger
+	// be is where the administrator's commands act: the files store, or
+	// db when --dsn was given.
+	be backend
+	db *dbBackend
 }
 
 type command struct {
@@ -73,6 +85,7 @@ var commands = map[string]command{
 	"report":       {runReport, reportHelp},
 	"doctor":       {runDoctor, doctorHelp},
 	"sshcheck":     {runSSHCheck, sshcheckHelp},
+	"db":           {runDB, dbHelp},
 
 	"import-google-authenticator": {runImportGA, importGAHelp},
 }
@@ -120,7 +133,23 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if name == "sshcheck" { // as the logged-in user, through the setuid helper, which reads the config
 		return report(stderr, cmd.run(e, rest))
 	}
-	if os.Geteuid() != 0 && !configGiven {
+	var dsn string
+	dsnGiven := false
+	if dbCommands[name] {
+		var err error
+		if dsn, dsnGiven, rest, err = takeDSN(rest); err != nil {
+			return report(stderr, withHint(err, "run otpgate "+name+" --help"))
+		}
+	}
+	if dsnGiven && config.DSNHasPassword(dsn) {
+		return report(stderr, withHint(usageErr("--dsn holds a password, which every user sees in ps and which stays in the shell's history"),
+			"put it in ~/.pgpass (mode 0600) or a passfile named with passfile= in the DSN, or use service=NAME and ~/.pg_service.conf"))
+	}
+	if dsnGiven && OpenDB == nil { // the otpgate command: the database is otpgate-db's
+		return report(stderr, execDB(args))
+	}
+	// With --dsn the database's rights decide, not this host's store.
+	if os.Geteuid() != 0 && !configGiven && !dsnGiven {
 		if selfServiceCommands[name] {
 			return report(stderr, runSelfService(e, stdin, name, rest))
 		}
@@ -128,12 +157,41 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			"run it with sudo"))
 	}
 	cfg, err := config.Load(*configPath)
+	if err != nil && dsnGiven && !configGiven && os.Geteuid() != 0 && errors.Is(err, os.ErrPermission) {
+		// A database administrator who is not root (the postgres user on
+		// the database server) on a host whose config is root's alone:
+		// the database decides what matters, this host's defaults do for
+		// the rest (issuer, code parameters, backup codes).
+		fmt.Fprintf(stderr, "otpgate: note: %v; using the defaults for this host's settings\n", err)
+		cfg, err = config.Default(), nil
+	}
 	if err != nil {
 		return report(stderr, err)
+	}
+	if name == "doctor" && cfg.Backend == config.BackendPostgres && !PostgresDoctor {
+		return report(stderr, execDB(args))
 	}
 	e.cfg = cfg
 	e.store = keystore.New(cfg.Store)
 	e.mgr = &account.Manager{Store: e.store, Config: cfg}
+	e.be = filesBackend{e}
+	if dsnGiven {
+		admin, dbname, err := openDB(dsn)
+		if err != nil {
+			return report(stderr, err)
+		}
+		defer admin.Close()
+		e.db = &dbBackend{admin: admin, name: dbname, dsn: dsn, cfg: &e.cfg}
+		e.be = e.db
+		if name != "db" { // db init makes the schema; db's commands read the policy themselves
+			if err := e.db.usePolicy(); err != nil {
+				return report(stderr, err)
+			}
+			e.mgr.Config = e.cfg
+		}
+	} else if name != "db" && cfg.Backend == config.BackendPostgres && name != "doctor" {
+		fmt.Fprintf(stderr, "otpgate: note: backend is postgres in %s; this acts on this host's files store (the break-glass of on_unavailable = \"local\"); add --dsn ADMIN_DSN to act on the database\n", *configPath)
+	}
 	e.log = authlog.Open("otpgate", stderr) // no syslog (a container): the line goes to standard error
 	defer e.log.Close()
 	return report(stderr, cmd.run(e, rest))
@@ -219,5 +277,8 @@ func whoami() string {
 }
 
 func adminLog(e *env, action, user string, extra ...string) {
+	if e.db != nil && !slices.Contains(extra, "database") {
+		extra = append(extra, "database", e.db.name)
+	}
 	e.log.Info(authlog.Fields(append([]string{"user", user, "action", action, "by", whoami()}, extra...)...))
 }

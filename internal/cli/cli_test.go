@@ -31,20 +31,7 @@ func TestScripts(t *testing.T) {
 		},
 		// Config files need the absolute work directory: $WORK in a
 		// *.toml file is replaced by it.
-		Setup: func(e *testscript.Env) error {
-			tomls, _ := filepath.Glob(filepath.Join(e.WorkDir, "*.toml"))
-			for _, f := range tomls {
-				b, err := os.ReadFile(f)
-				if err != nil {
-					return err
-				}
-				b = []byte(strings.ReplaceAll(string(b), "$WORK", e.WorkDir))
-				if err := os.WriteFile(f, b, 0o644); err != nil {
-					return err
-				}
-			}
-			return nil
-		},
+		Setup: func(e *testscript.Env) error { return replaceWork(e.WorkDir) },
 		Condition: func(cond string) (bool, error) {
 			if cond == "root" {
 				return os.Geteuid() == 0, nil
@@ -52,6 +39,22 @@ func TestScripts(t *testing.T) {
 			return false, nil
 		},
 	})
+}
+
+// replaceWork replaces $WORK in the *.toml files of dir with dir.
+func replaceWork(dir string) error {
+	tomls, _ := filepath.Glob(filepath.Join(dir, "*.toml"))
+	for _, f := range tomls {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return err
+		}
+		b = []byte(strings.ReplaceAll(string(b), "$WORK", dir))
+		if err := os.WriteFile(f, b, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // cmdTOTP prints the current code of the secret in an enroll --json

@@ -12,11 +12,14 @@ import (
 	"github.com/otpgate/otpgate/keystore"
 )
 
-const statusHelp = `usage: otpgate status [--user NAME] [--json]
+const statusHelp = `usage: otpgate status [--user NAME] [--json] [--dsn ADMIN_DSN]
 
 Shows whether the account is enrolled and with which authenticators
 (label, when it was added, code parameters), how many backup codes are
 left, the failure count and any lock. Never shows a secret.
+
+  --dsn ADMIN_DSN act on the PostgreSQL database instead of this host's
+                  store (otpgate db --help; docs/postgres.md)
 `
 
 func runStatus(e *env, args []string) error {
@@ -30,7 +33,7 @@ func runStatus(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	s, err := e.mgr.Status(user)
+	s, err := e.be.Status(user)
 	if err != nil {
 		return err
 	}
@@ -64,12 +67,18 @@ func printStatus(e *env, s account.Status) {
 	if !s.LastSuccess.IsZero() {
 		fmt.Fprintf(w, "last accepted code: %s\n", stamp(s.LastSuccess))
 	}
+	if e.db != nil {
+		fmt.Fprintf(w, "backend: postgres (%s)\n", e.db.name)
+	}
 }
 
-const backupHelp = `usage: otpgate backup-codes [--user NAME] [--json]
+const backupHelp = `usage: otpgate backup-codes [--user NAME] [--json] [--dsn ADMIN_DSN]
 
 Makes a new set of backup codes and prints it once. The old codes stop
 working. The failure count is not reset.
+
+  --dsn ADMIN_DSN act on the PostgreSQL database instead of this host's
+                  store (otpgate db --help; docs/postgres.md)
 `
 
 func runBackupCodes(e *env, args []string) error {
@@ -83,7 +92,7 @@ func runBackupCodes(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	codes, err := e.mgr.NewBackupCodes(user, "")
+	codes, err := e.be.NewBackupCodes(user)
 	if errors.Is(err, keystore.ErrNotEnrolled) {
 		return withHint(deniedErr("%s is not enrolled", user), "run otpgate enroll first")
 	}
@@ -148,9 +157,12 @@ func runVerify(e *env, args []string) error {
 	return deniedErr("%s", msg)
 }
 
-const unlockHelp = `usage: otpgate unlock --user NAME
+const unlockHelp = `usage: otpgate unlock --user NAME [--dsn ADMIN_DSN]
 
 Clears the user's failure count and lock. Codes already used stay used.
+
+  --dsn ADMIN_DSN act on the PostgreSQL database instead of this host's
+                  store (otpgate db --help; docs/postgres.md)
 `
 
 func runUnlock(e *env, args []string) error {
@@ -163,7 +175,7 @@ func runUnlock(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := e.mgr.Unlock(user); err != nil {
+	if err := e.be.Unlock(user); err != nil {
 		return err
 	}
 	adminLog(e, "unlock", user)
@@ -171,7 +183,7 @@ func runUnlock(e *env, args []string) error {
 	return nil
 }
 
-const resetHelp = `usage: otpgate reset --user NAME [--label LABEL]
+const resetHelp = `usage: otpgate reset --user NAME [--label LABEL] [--dsn ADMIN_DSN]
 
 Removes the user's authenticators and backup codes, for a lost phone; the
 user then enrolls again. The failure count and lock are kept (see unlock).
@@ -179,6 +191,8 @@ user then enrolls again. The failure count and lock are kept (see unlock).
   --label LABEL   remove only that authenticator (otpgate status lists
                   them); the others and the backup codes keep working.
                   Removing the last one is a reset
+  --dsn ADMIN_DSN act on the PostgreSQL database instead of this host's
+                  store (otpgate db --help; docs/postgres.md)
 `
 
 func runReset(e *env, args []string) error {
@@ -195,7 +209,7 @@ func runReset(e *env, args []string) error {
 	if *label != "" {
 		return resetLabel(e, user, *label)
 	}
-	err = e.mgr.Reset(user)
+	err = e.be.Reset(user)
 	if errors.Is(err, keystore.ErrNotEnrolled) {
 		return deniedErr("%s is not enrolled; nothing to reset", user)
 	}
@@ -212,7 +226,7 @@ func resetLabel(e *env, user, label string) error {
 	if err := keystore.ValidLabel(label); err != nil {
 		return usageErr("reset: --label: %v", err)
 	}
-	left, err := e.mgr.RemoveAuthenticator(user, label)
+	left, err := e.be.RemoveAuthenticator(user, label)
 	switch {
 	case errors.Is(err, keystore.ErrNotEnrolled):
 		return deniedErr("%s is not enrolled; nothing to reset", user)
@@ -237,12 +251,15 @@ func plural(n int) string {
 	return "s"
 }
 
-const listHelp = `usage: otpgate list [--json]
+const listHelp = `usage: otpgate list [--json] [--dsn ADMIN_DSN]
 
 Lists enrolled users under a header: backup codes left, consecutive
 failures, until when the account is locked ("-": not locked), the last
 accepted code and the authenticators (LABEL@CREATED, comma-separated),
 times in RFC 3339 with the local zone.
+
+  --dsn ADMIN_DSN act on the PostgreSQL database instead of this host's
+                  store (otpgate db --help; docs/postgres.md)
 `
 
 func runList(e *env, args []string) error {
@@ -251,7 +268,7 @@ func runList(e *env, args []string) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	users, err := e.store.Users()
+	users, err := e.be.Users()
 	if err != nil {
 		return err
 	}
@@ -264,7 +281,7 @@ func runList(e *env, args []string) error {
 	all := []row{}
 	var firstErr error
 	for _, u := range users {
-		s, err := e.mgr.Status(u)
+		s, err := e.be.Status(u)
 		r := row{Status: s}
 		if err != nil {
 			r = row{Status: account.Status{User: u}, Error: err.Error()}

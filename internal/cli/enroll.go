@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -17,7 +18,7 @@ import (
 	"github.com/otpgate/otpgate/keystore"
 )
 
-const enrollHelp = `usage: otpgate enroll [--user NAME] [--add] [--label LABEL] [--qr ansi|utf8|none] [--qr-png FILE] [--no-confirm] [--force] [--json]
+const enrollHelp = `usage: otpgate enroll [--user NAME] [--add] [--label LABEL] [--qr ansi|utf8|none] [--qr-png FILE] [--no-confirm] [--force] [--json [--dsn ADMIN_DSN]
 
 Makes a new 160-bit secret, shows it as a QR code and an otpauth:// URI
 for the authenticator app, asks for one code from the app, saves the
@@ -40,6 +41,10 @@ secret, and prints the backup codes once. They are never shown again.
                   also enroll a name the system does not know (yet)
   --json          print {"user","uri","secret","backup_codes"} on stdout;
                   the QR code and prompts go to stderr
+  --dsn ADMIN_DSN act on the PostgreSQL database instead of this host's
+                  store (otpgate db --help; docs/postgres.md)
+                  (a name this machine does not know is then a note, not
+                  a refusal: the database serves a fleet)
 `
 
 // confirmTries is how many codes enroll asks for before giving up.
@@ -68,7 +73,7 @@ func runEnroll(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if old, err := e.store.ReadUser(user); err == nil && *add {
+	if old, err := e.be.Labels(user); err == nil && *add {
 		if err := canAdd(user, old, *label); err != nil {
 			return err
 		}
@@ -79,8 +84,12 @@ func runEnroll(e *env, args []string) error {
 		return err
 	}
 	if *name != "" && !*force {
-		if err := knownUser(user); err != nil {
+		if err := knownUser(user); err != nil && e.db == nil {
 			return err
+		} else if err != nil {
+			// The database serves a fleet: this machine need not know
+			// every account of it.
+			fmt.Fprintf(e.stderr, "otpgate: note: %s\n", oneLine(err.Error()))
 		}
 	}
 
@@ -124,7 +133,7 @@ func runEnroll(e *env, args []string) error {
 		}
 		opts.Confirm = code
 	}
-	codes, err := e.mgr.Save(en, opts)
+	codes, err := e.be.Save(en, opts)
 	if errors.Is(err, account.ErrEnrolled) {
 		return withHint(deniedErr("%s was enrolled meanwhile; nothing was changed", user), "add --force to replace the secret, or --add --label NAME to add one")
 	}
@@ -177,12 +186,12 @@ func checkAddFlags(add, force bool, label string) error {
 }
 
 // canAdd says, before a secret is shown, why an authenticator labelled
-// label cannot be added to user's enrollment u.
-func canAdd(user string, u keystore.User, label string) error {
+// label cannot be added to a user whose authenticators have labels.
+func canAdd(user string, labels []string, label string) error {
 	switch {
-	case u.Find(label) >= 0:
+	case slices.Contains(labels, label):
 		return addErr(user, label, account.ErrLabelTaken)
-	case len(u.Authenticators) >= keystore.MaxAuthenticators:
+	case len(labels) >= keystore.MaxAuthenticators:
 		return addErr(user, label, account.ErrTooMany)
 	}
 	return nil

@@ -17,7 +17,7 @@ import (
 )
 
 const importGAHelp = `usage: otpgate import-google-authenticator (--user NAME [--file PATH] | --all)
-         [--remove-original] [--force] [--json]
+         [--remove-original] [--force] [--json] [--dsn ADMIN_DSN]
 
 Takes users over from google-authenticator-libpam without a new scan: the
 secret, STEP_SIZE (the period) and the scratch codes (each becomes a
@@ -34,6 +34,8 @@ stored as the user's otpgate enrollment. Root only.
                      (default: it is left alone)
   --force            replace an existing otpgate enrollment
   --json             print one object per user, as a JSON array
+  --dsn ADMIN_DSN    store the users in the PostgreSQL database instead of
+                     this host's store (docs/postgres.md)
 
 Refused: counter-based (HOTP) files, a secret under 128 bits, and a file
 that is a symbolic link, not a regular file, not owned by the user, or
@@ -211,10 +213,14 @@ func (e *env) importOne(a gaimport.Account, path string, force, remove bool) imp
 	}
 	r.Algorithm, r.Digits, r.Period = params.Algorithm, params.Digits, params.Period
 	r.WindowSize, r.WindowNeeded = f.WindowSize, f.StepsEachSide()
+	raise := "raise window in " + e.configPath
+	if e.db != nil {
+		raise = "raise it with otpgate db policy --dsn ADMIN_DSN --window N"
+	}
 	switch {
 	case r.WindowNeeded > e.cfg.Window:
-		r.Notes = append(r.Notes, fmt.Sprintf("WINDOW_SIZE %d accepted %d steps on either side; otpgate's window is %d for every user and was not widened: a phone whose clock is off by more than %d s is refused; raise window in %s if needed",
-			f.WindowSize, r.WindowNeeded, e.cfg.Window, e.cfg.Window*f.StepSize, e.configPath))
+		r.Notes = append(r.Notes, fmt.Sprintf("WINDOW_SIZE %d accepted %d steps on either side; otpgate's window is %d for every user and was not widened: a phone whose clock is off by more than %d s is refused; %s if needed",
+			f.WindowSize, r.WindowNeeded, e.cfg.Window, e.cfg.Window*f.StepSize, raise))
 	case r.WindowNeeded < e.cfg.Window:
 		r.Notes = append(r.Notes, fmt.Sprintf("WINDOW_SIZE %d accepted %d steps on either side; otpgate's window is %d for every user",
 			f.WindowSize, r.WindowNeeded, e.cfg.Window))
@@ -250,6 +256,12 @@ func (e *env) importOne(a gaimport.Account, path string, force, remove bool) imp
 		}
 	}
 
+	if e.db != nil {
+		return e.importOneDB(r, a.Name, keystore.User{
+			Authenticators: []keystore.Authenticator{{Label: keystore.DefaultLabel, Secret: f.Secret, Params: params, Created: now}},
+			BackupHashes:   hashes,
+		}, lastStep, force, remove, src)
+	}
 	lock, err := e.store.Lock(a.Name, 10*time.Second)
 	if err != nil {
 		return fail("%v", err)
@@ -283,8 +295,15 @@ func (e *env) importOne(a gaimport.Account, path string, force, remove bool) imp
 	}
 	r.Imported = true
 	r.BackupCodes = len(hashes)
-	e.log.Info(authlog.Fields("user", a.Name, "action", "import-google-authenticator", "by", whoami(),
-		"file", path, "scratch_codes", strconv.Itoa(len(hashes)), "replaced", strconv.FormatBool(r.Replaced)))
+	e.importDone(&r, src, remove)
+	return r
+}
+
+// importDone logs an import stored and removes the original if asked.
+func (e *env) importDone(r *importReport, src *gaimport.Source, remove bool) {
+	path := r.File
+	e.log.Info(authlog.Fields("user", r.User, "action", "import-google-authenticator", "by", whoami(),
+		"file", path, "scratch_codes", strconv.Itoa(r.BackupCodes), "replaced", strconv.FormatBool(r.Replaced)))
 	if remove {
 		if err := src.Remove(); err != nil {
 			r.Notes = append(r.Notes, fmt.Sprintf("the enrollment is stored, but the original was not removed: %v", err))
@@ -292,5 +311,35 @@ func (e *env) importOne(a gaimport.Account, path string, force, remove bool) imp
 			r.OriginalRemoved = true
 		}
 	}
+}
+
+// importOneDB stores an imported user in the database (--dsn), the steps
+// the file lists as used as the authenticator's last step.
+func (e *env) importOneDB(r importReport, user string, u keystore.User, lastStep int64, force, remove bool, src *gaimport.Source) importReport {
+	old, err := e.db.Status(user)
+	if err != nil {
+		r.Error = err.Error()
+		return r
+	}
+	var st keystore.State
+	st.SetLastStep(keystore.DefaultLabel, lastStep)
+	// An import over an enrollment (--force) replaces the authenticators
+	// and backup codes and keeps the failures and lock.
+	st.Failures, st.LastSuccess, st.LastFailure = old.Failures, old.LastSuccess, old.LastFailure
+	if old.Locked {
+		st.LockedUntil = old.LockedUntil
+	}
+	ctx, cancel := e.db.ctx()
+	defer cancel()
+	if err := e.db.admin.ImportUser(ctx, user, u, st, force); err != nil {
+		if old.Enrolled && !force {
+			r.Error = "already enrolled in the database " + e.db.name + "; nothing was changed (add --force to replace the enrollment with the imported one)"
+		} else {
+			r.Error = err.Error()
+		}
+		return r
+	}
+	r.Imported, r.Replaced, r.BackupCodes = true, old.Enrolled, len(u.BackupHashes)
+	e.importDone(&r, src, remove)
 	return r
 }

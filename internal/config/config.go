@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -532,4 +533,87 @@ func normKey(k string) string {
 		parts[i] = strings.Trim(strings.TrimSpace(p), `"'`)
 	}
 	return strings.Join(parts, ".")
+}
+
+// DSNHasPassword reports whether dsn carries a password (the rule
+// postgres.dsn follows), for otpgate's --dsn: a password belongs in a
+// passfile, not in a file or a command line others may read.
+func DSNHasPassword(dsn string) bool { return dsnHasPassword(dsn) }
+
+// DSNSettings returns the settings a DSN names itself (not those the
+// environment, a service file or the defaults would add): libpq's
+// keyword/value form ("host=db1 dbname='a b'") or a postgres:// URL. It
+// parses without connecting and without pgx, which the config package
+// does not link.
+func DSNSettings(dsn string) (map[string]string, error) {
+	keys := map[string]string{}
+	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
+		u, err := url.Parse(dsn)
+		if err != nil {
+			return nil, errors.New("not a valid URL")
+		}
+		if h := u.Hostname(); h != "" {
+			keys["host"] = h
+		}
+		if u.User != nil {
+			keys["user"] = u.User.Username()
+		}
+		if db := strings.TrimPrefix(u.Path, "/"); db != "" {
+			keys["dbname"] = db
+		}
+		for k, v := range u.Query() {
+			if len(v) > 0 {
+				keys[k] = v[0]
+			}
+		}
+		return keys, nil
+	}
+	s := dsn
+	for {
+		s = strings.TrimLeft(s, " \t\n\r")
+		if s == "" {
+			return keys, nil
+		}
+		eq := strings.IndexByte(s, '=')
+		if eq <= 0 {
+			return nil, fmt.Errorf("%q is not keyword=value", firstDSNLine(s))
+		}
+		key := strings.TrimSpace(s[:eq])
+		s = strings.TrimLeft(s[eq+1:], " \t")
+		var val strings.Builder
+		if strings.HasPrefix(s, "'") {
+			s = s[1:]
+			closed := false
+			for len(s) > 0 {
+				c := s[0]
+				s = s[1:]
+				if c == '\\' && len(s) > 0 {
+					val.WriteByte(s[0])
+					s = s[1:]
+					continue
+				}
+				if c == '\'' {
+					closed = true
+					break
+				}
+				val.WriteByte(c)
+			}
+			if !closed {
+				return nil, fmt.Errorf("an unterminated quote after %s=", key)
+			}
+		} else {
+			end := strings.IndexAny(s, " \t\n\r")
+			if end < 0 {
+				end = len(s)
+			}
+			val.WriteString(s[:end])
+			s = s[end:]
+		}
+		keys[key] = val.String()
+	}
+}
+
+func firstDSNLine(s string) string {
+	s, _, _ = strings.Cut(s, "\n")
+	return s
 }

@@ -119,6 +119,21 @@ func Run(o Options) *Report {
 	}
 	r.add(CheckStore(cfg.Store)...)
 	r.note("store %s", cfg.Store)
+	enrolled := func(user string) error { _, err := keystore.New(cfg.Store).ReadUser(user); return err }
+	if cfg.Backend == config.BackendPostgres {
+		found, notes := CheckPostgres(cfg, o.ConfigPath)
+		r.add(found...)
+		for _, n := range notes {
+			r.note("%s", n)
+		}
+		if PostgresEnrolled != nil {
+			enrolled = PostgresEnrolled(cfg)
+		} else {
+			enrolled = func(string) error {
+				return fmt.Errorf("cannot tell who is enrolled: this otpgate was built without the PostgreSQL client (run otpgate-db doctor)")
+			}
+		}
+	}
 
 	// sshd, as sshd itself resolves it: globally, then for each account
 	// that can log in (sshd evaluates its own Match blocks).
@@ -152,14 +167,13 @@ func Run(o Options) *Report {
 
 	// Protected users must be enrolled, or they cannot log in (or, with
 	// nullok, log in without a code).
-	store := keystore.New(cfg.Store)
 	names := make([]string, 0, len(protected))
 	for n := range protected {
 		names = append(names, n)
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		_, err := store.ReadUser(n)
+		err := enrolled(n)
 		switch {
 		case errors.Is(err, keystore.ErrNotEnrolled) && exemptByPolicy(cfg.Policy, n):
 			// [policy] lets them through without a code.

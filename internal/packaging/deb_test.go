@@ -135,6 +135,7 @@ func TestDebContents(t *testing.T) {
 		"./usr/bin/otpgate":                                                      "-rwxr-xr-x root/root",
 		"./usr/libexec/otpgate/otpgate-helper":                                   "-rwxr-xr-x root/root",
 		"./usr/libexec/otpgate/otpgate-helper-pg":                                "-rwxr-xr-x root/root",
+		"./usr/libexec/otpgate/otpgate-db":                                       "-rwxr-xr-x root/root",
 		"./usr/libexec/otpgate/otpgate-launch-helper":                            "-rwxr-xr-x root/root", // setuid only through dpkg-statoverride
 		"./usr/lib/" + strings.TrimSpace(multiarch) + "/security/pam_otpgate.so": "-rw-r--r-- root/root",
 		"./etc/otpgate/config.toml":                                              "-rw-r--r-- root/root",

@@ -8,7 +8,9 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/otpgate/otpgate/internal/account"
 	"github.com/otpgate/otpgate/internal/backupcode"
 	"github.com/otpgate/otpgate/internal/config"
 	"github.com/otpgate/otpgate/internal/totp"
@@ -88,8 +90,20 @@ func (a *Admin) Init(ctx context.Context) error {
 		err := tx.QueryRow(ctx, `SELECT rolsuper, rolcanlogin FROM pg_roles WHERE rolname = $1`, role).Scan(&super, &login)
 		switch {
 		case errors.Is(err, pgx.ErrNoRows):
-			if err := q(`CREATE ROLE ` + role + ` NOLOGIN`); err != nil {
+			// Roles are global to the cluster, and the advisory lock
+			// above is per database: an Init of another database may
+			// create the role meanwhile, which is as good.
+			if err := q(`SAVEPOINT create_role`); err != nil {
 				return err
+			}
+			if err := q(`CREATE ROLE ` + role + ` NOLOGIN`); err != nil {
+				var pe *pgconn.PgError
+				if !errors.As(err, &pe) || (pe.Code != "23505" && pe.Code != "42710") {
+					return err
+				}
+				if err := q(`ROLLBACK TO SAVEPOINT create_role`); err != nil {
+					return err
+				}
 			}
 		case err != nil:
 			return fmt.Errorf("pgstore: init: %w", err)
@@ -142,6 +156,9 @@ func (a *Admin) Init(ctx context.Context) error {
 		`REVOKE ALL ON ALL ROUTINES IN SCHEMA ` + Schema + ` FROM PUBLIC, ` + HostRole,
 		`ALTER DEFAULT PRIVILEGES FOR ROLE ` + OwnerRole + ` REVOKE EXECUTE ON ROUTINES FROM PUBLIC`,
 	}
+	// The version, where a host role (which reads no table) can see it:
+	// the catalog. otpgate doctor reports it.
+	grants = append(grants, fmt.Sprintf(`COMMENT ON SCHEMA %s IS '%s%d'`, Schema, SchemaComment, SchemaVersion))
 	for _, r := range ownerRoutines {
 		grants = append(grants, `GRANT EXECUTE ON ROUTINE `+r+` TO `+OwnerRole)
 	}
@@ -158,6 +175,10 @@ func (a *Admin) Init(ctx context.Context) error {
 	}
 	return nil
 }
+
+// SchemaComment starts the comment Init puts on the schema, followed by
+// the version: a host role reads no table, but it reads the catalog.
+const SchemaComment = "otpgate schema version "
 
 // schemaVersion returns the newest version recorded, 0 for none.
 func schemaVersion(ctx context.Context, tx pgx.Tx) (int, error) {
@@ -228,6 +249,10 @@ type Authenticator struct {
 	Secret  []byte
 	Params  totp.Params
 	Created time.Time // zero means now
+	// LastStep is the last accepted step, 0 for none: SetEnrollment
+	// records the step of the code the user confirmed with, so that
+	// code is not accepted again.
+	LastStep int64
 }
 
 // MaxLabelLen is the longest authenticator label, in bytes.
@@ -303,7 +328,7 @@ func (a *Admin) inUser(ctx context.Context, user string, create bool, f func(tx 
 	var uid int64
 	err = tx.QueryRow(ctx, `SELECT id FROM otpgate.users WHERE name = $1 FOR UPDATE`, user).Scan(&uid)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return fmt.Errorf("pgstore: user %s is not in the database", user)
+		return fmt.Errorf("pgstore: user %s is not in the database: %w", user, keystore.ErrNotEnrolled)
 	}
 	if err != nil {
 		return fmt.Errorf("pgstore: %s: %w", user, err)
@@ -312,6 +337,10 @@ func (a *Admin) inUser(ctx context.Context, user string, create bool, f func(tx 
 		return fmt.Errorf("pgstore: %s: %w", user, err)
 	}
 	if err := f(tx, uid); err != nil {
+		if errors.Is(err, keystore.ErrNotEnrolled) || errors.Is(err, account.ErrEnrolled) || errors.Is(err, account.ErrLabelTaken) ||
+			errors.Is(err, account.ErrTooMany) || errors.Is(err, account.ErrNoLabel) {
+			return err // the files backend's answer, as it words it
+		}
 		return fmt.Errorf("pgstore: %s: %w", user, err)
 	}
 	if err := tx.Commit(ctx); err != nil {

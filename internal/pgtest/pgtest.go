@@ -228,3 +228,28 @@ func (c *Cluster) Exec(t testing.TB, sql string) {
 		t.Fatalf("%s: %v", sql, err)
 	}
 }
+
+// Main runs a package's tests and stops the shared cluster after them:
+// func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }.
+func Main(m *testing.M) int {
+	code := m.Run()
+	StopShared()
+	return code
+}
+
+// Get is Shared: the test binary's cluster, started on first use.
+func Get(t testing.TB) *Cluster { return Shared(t) }
+
+// ExecIn runs sql with args in database db as the superuser postgres.
+func (c *Cluster) ExecIn(t testing.TB, db, sql string, args ...any) {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, c.DSN("postgres", db))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, sql, args...); err != nil {
+		t.Fatalf("%s: %v", sql, err)
+	}
+}
