@@ -270,18 +270,3 @@ func (d *dbBackend) usePolicy() error {
 	d.cfg.Window, d.cfg.MaxFailures, d.cfg.LockDuration = p.Window, p.MaxFailures, p.LockDuration
 	return nil
 }
-
-// dbStatus gives otpgate report the database's side of report.Inputs:
-// Enrolled (every user with an authenticator) and Status, or nil, nil,
-// nil for the files store. (The report command calls it when e.db is
-// set.)
-func dbStatus(e *env) (enrolled []string, status func(user string) (account.Status, error), err error) {
-	if e.db == nil {
-		return nil, nil, nil
-	}
-	enrolled, err = e.db.Users()
-	if err != nil {
-		return nil, nil, err
-	}
-	return enrolled, e.db.Status, nil
-}

@@ -11,7 +11,7 @@ import (
 	rpt "github.com/otpgate/otpgate/internal/report"
 )
 
-const reportHelp = `usage: otpgate report [--json]
+const reportHelp = `usage: otpgate report [--json] [--dsn ADMIN_DSN]
 
 Lists every account the policy requires a code of and every enrolled
 account: whether a code is required and why (the rule of [policy]),
@@ -20,7 +20,9 @@ code, consecutive failures, until when locked ("-": not locked), backup
 codes left, and for accounts still without a code the days left before
 [enroll] deadline. Accounts come from the passwd database (getent
 passwd): uid 0 and UID_MIN to UID_MAX of /etc/login.defs, with a login
-shell. Exempt accounts without a code are left out.
+shell. Exempt accounts without a code are left out. With --dsn the
+enrollments and their state come from the PostgreSQL database (run
+through otpgate-db), the accounts and the policy from this host.
 
 exit status: 0, or 2 when an account's files or the policy could not be
 read (its row says why; the other rows are complete)
@@ -63,7 +65,8 @@ func reportInputs(e *env) (rpt.Inputs, error) {
 	if err != nil {
 		return rpt.Inputs{}, fmt.Errorf("reading %s: %w", loginDefs, err)
 	}
-	enrolled, err := e.store.Users()
+	// The files store, or with --dsn the database.
+	enrolled, err := e.be.Users()
 	if err != nil {
 		return rpt.Inputs{}, err
 	}
@@ -71,7 +74,7 @@ func reportInputs(e *env) (rpt.Inputs, error) {
 		Enrolled: enrolled,
 		UIDMin:   lo,
 		UIDMax:   hi,
-		Status:   e.mgr.Status,
+		Status:   e.be.Status,
 		Required: func(user string) (bool, string, error) {
 			d, err := policy.Decide(e.cfg.Policy, nss.Default, user)
 			return d.Required, d.Rule, err
