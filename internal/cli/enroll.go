@@ -122,7 +122,7 @@ func runEnroll(e *env, args []string) error {
 		fmt.Fprintln(out)
 	}
 	if !*asJSON {
-		fmt.Fprintf(out, "Or add it by hand: %s\nURI: %s\n\n", groups(totp.EncodeSecret(en.Secret)), en.URI)
+		fmt.Fprintf(out, "Or add it by hand: %s\nURI: %s\n\n", totp.GroupKey(totp.EncodeSecret(en.Secret)), en.URI)
 	}
 
 	opts := account.SaveOptions{Replace: *force, Add: *add}
@@ -241,18 +241,6 @@ func printCodes(w io.Writer, codes []string) {
 		fmt.Fprintf(w, "    %s\n", c)
 	}
 	fmt.Fprintln(w)
-}
-
-// groups splits a base32 secret into blocks of four for typing.
-func groups(s string) string {
-	var b strings.Builder
-	for i := 0; i < len(s); i += 4 {
-		if i > 0 {
-			b.WriteByte(' ')
-		}
-		b.WriteString(s[i:min(i+4, len(s))])
-	}
-	return b.String()
 }
 
 // writePNG writes the QR code to a new file: it holds the secret, so it

@@ -12,6 +12,7 @@ import (
 	"github.com/otpgate/otpgate/internal/helper"
 	"github.com/otpgate/otpgate/internal/protocol"
 	"github.com/otpgate/otpgate/internal/qrterm"
+	"github.com/otpgate/otpgate/internal/totp"
 )
 
 // selfServiceCommands are the commands a normal user runs through the
@@ -199,7 +200,7 @@ func (u *selfUI) showSecret() error {
 		fmt.Fprintln(u.out)
 	}
 	if !u.asJSON {
-		fmt.Fprintf(u.out, "Or add it by hand: %s\nURI: %s\n\n", groups(u.data.Secret), u.data.URI)
+		fmt.Fprintf(u.out, "Or add it by hand: %s\nURI: %s\n\n", totp.GroupKey(u.data.Secret), u.data.URI)
 	}
 	return nil
 }

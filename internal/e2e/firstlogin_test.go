@@ -11,7 +11,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"io"
 	"net/url"
 	"os"
 	"os/exec"
@@ -21,7 +20,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/otpgate/otpgate/internal/qrterm"
 )
@@ -316,65 +314,6 @@ func TestFirstLoginSSHAbandoned(t *testing.T) {
 	if st := e.status(t, u); st.Enrolled || st.Failures != 0 {
 		t.Fatalf("after an abandoned first login: %+v", st)
 	}
-}
-
-// dynStep is a chat step whose answer is computed from what was shown.
-type dynStep struct {
-	expect string
-	answer func(shown string) string
-}
-
-// runDynChat is runChat with answers computed from the output so far.
-func runDynChat(timeout time.Duration, steps []dynStep, mk func(ctx context.Context) *exec.Cmd) result {
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	cmd := mk(ctx)
-	out := &syncBuffer{}
-	cmd.Stdout, cmd.Stderr = out, out
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		return result{exit: -1, err: err}
-	}
-	start := time.Now()
-	if err := cmd.Start(); err != nil {
-		return result{exit: -1, err: err}
-	}
-	exited := make(chan struct{})
-	chatDone := make(chan struct{})
-	go func() {
-		defer close(chatDone)
-		defer stdin.Close()
-		pos := 0
-		for _, s := range steps {
-			for {
-				changed := out.wait()
-				text := out.String()
-				if i := strings.Index(text[pos:], s.expect); i >= 0 {
-					pos += i + len(s.expect)
-					break
-				}
-				select {
-				case <-changed:
-				case <-exited:
-					return
-				case <-ctx.Done():
-					return
-				}
-			}
-			if _, err := io.WriteString(stdin, s.answer(out.String()[:pos])+"\n"); err != nil {
-				return
-			}
-		}
-	}()
-	err = cmd.Wait()
-	close(exited)
-	<-chatDone
-	r := result{stdout: out.String(), dur: time.Since(start), err: err, exit: -1}
-	if cmd.ProcessState != nil {
-		r.exit = cmd.ProcessState.ExitCode()
-	}
-	r.timedOut = ctx.Err() == context.DeadlineExceeded
-	return r
 }
 
 // TestFirstLoginSudoSu: sudo (which passes PAM_SILENT) and su, each with a

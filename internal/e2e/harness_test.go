@@ -223,6 +223,22 @@ type step struct {
 // answer per read. Standard input is closed after the last answer, so an
 // unexpected further prompt reads end-of-file instead of hanging.
 func runChat(timeout time.Duration, steps []step, mk func(ctx context.Context) *exec.Cmd) result {
+	dyn := make([]dynStep, len(steps))
+	for i, s := range steps {
+		send := s.send
+		dyn[i] = dynStep{expect: s.expect, answer: func(string) string { return send }}
+	}
+	return runDynChat(timeout, dyn, mk)
+}
+
+// dynStep is a chat step whose answer is computed from what was shown.
+type dynStep struct {
+	expect string
+	answer func(shown string) string
+}
+
+// runDynChat is runChat with answers computed from the output so far.
+func runDynChat(timeout time.Duration, steps []dynStep, mk func(ctx context.Context) *exec.Cmd) result {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	cmd := mk(ctx)
@@ -258,7 +274,7 @@ func runChat(timeout time.Duration, steps []step, mk func(ctx context.Context) *
 					return
 				}
 			}
-			if _, err := io.WriteString(stdin, s.send+"\n"); err != nil {
+			if _, err := io.WriteString(stdin, s.answer(out.String()[:pos])+"\n"); err != nil {
 				return
 			}
 		}

@@ -157,7 +157,7 @@ func enrollScreen(user, uri, key, qr string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "otpgate: no verification code is set up for %s yet; set one up now.\n", user)
 	b.WriteString("Scan the QR code below with your authenticator app, or add the key by hand.\n")
-	fmt.Fprintf(&b, "URI: %s\nKey: %s\n", uri, groupsOf4(key))
+	fmt.Fprintf(&b, "URI: %s\nKey: %s\n", uri, totp.GroupKey(key))
 	b.WriteString(qr)
 	return b.String()
 }
@@ -179,18 +179,6 @@ func backupScreen(user string, codes []string) string {
 		}
 	}
 	b.WriteString(acknowledgeMsg)
-	return b.String()
-}
-
-// groupsOf4 splits a base32 key into blocks of four for typing.
-func groupsOf4(s string) string {
-	var b strings.Builder
-	for i := 0; i < len(s); i += 4 {
-		if i > 0 {
-			b.WriteByte(' ')
-		}
-		b.WriteString(s[i:min(i+4, len(s))])
-	}
 	return b.String()
 }
 

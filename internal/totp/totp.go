@@ -11,6 +11,7 @@ import (
 	"crypto/subtle"
 	"encoding/base32"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/pquerna/otp"
@@ -74,6 +75,19 @@ func Step(t time.Time, period int) int64 {
 		return 0
 	}
 	return s / int64(period)
+}
+
+// GroupKey splits a base32 key (EncodeSecret's form) into blocks of four,
+// separated by spaces, for a person to type into an app.
+func GroupKey(key string) string {
+	var b strings.Builder
+	for i := 0; i < len(key); i += 4 {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteString(key[i:min(i+4, len(key))])
+	}
+	return b.String()
 }
 
 // CodeAt returns the code of secret for counter (an HOTP counter, or a TOTP

@@ -117,3 +117,17 @@ func TestParamsCheck(t *testing.T) {
 		}
 	}
 }
+
+func TestGroupKey(t *testing.T) {
+	for in, want := range map[string]string{
+		"":         "",
+		"ABC":      "ABC",
+		"ABCD":     "ABCD",
+		"ABCDEFGH": "ABCD EFGH",
+		"ABCDEFG":  "ABCD EFG",
+	} {
+		if got := GroupKey(in); got != want {
+			t.Errorf("GroupKey(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
