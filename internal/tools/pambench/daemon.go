@@ -379,7 +379,7 @@ func loadStore(in install, cfg, store string, names []string) error {
 		return err
 	}
 	for _, u := range names {
-		out, err := exec.Command(in.otpgate, "--config", cfg, "enroll", "--user", u, "--no-confirm", "--json", "--qr", "none").CombinedOutput()
+		out, err := exec.Command(in.otpgate, "--config", cfg, "enroll", "--user", u, "--force", "--no-confirm", "--json", "--qr", "none").CombinedOutput()
 		if err != nil {
 			return fmt.Errorf("otpgate --config %s enroll --user %s: %v %s", cfg, u, err, out)
 		}

@@ -368,7 +368,7 @@ func setupRight(c *cleanups, t *target, users []string) error {
 	}
 	t.okSecrets = map[string][]byte{}
 	for _, u := range users {
-		out, err := exec.Command(t.otpgate, "--config", config, "enroll", "--user", u, "--no-confirm", "--json", "--qr", "none").Output()
+		out, err := exec.Command(t.otpgate, "--config", config, "enroll", "--user", u, "--force", "--no-confirm", "--json", "--qr", "none").Output()
 		if err != nil {
 			return fmt.Errorf("%s: otpgate enroll --user %s: %v %s", t.name, u, err, stderrOf(err))
 		}
@@ -395,7 +395,7 @@ func writeConfig(path, store string, maxFailures int, lockDuration string) error
 
 // enroll enrolls user with the target's otpgate and returns the secret.
 func enroll(t *target, user string) ([]byte, error) {
-	out, err := exec.Command(t.otpgate, "--config", t.config, "enroll", "--user", user, "--no-confirm", "--json", "--qr", "none").Output()
+	out, err := exec.Command(t.otpgate, "--config", t.config, "enroll", "--user", user, "--force", "--no-confirm", "--json", "--qr", "none").Output()
 	if err != nil {
 		return nil, fmt.Errorf("%s: otpgate enroll --user %s: %v %s", t.name, user, err, stderrOf(err))
 	}
