@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/otpgate/otpgate/internal/config"
 	"github.com/otpgate/otpgate/internal/helper"
 	"github.com/otpgate/otpgate/internal/protocol"
 )
@@ -125,14 +126,20 @@ func handedRequest(arg string) (*protocol.Request, error) {
 
 // serveWithPostgres turns a files-only daemon into otpgate-helper-pg
 // with the same arguments and environment (the socket from systemd
-// included: the process stays the same), when that is installed: the
-// daemon starts once, so the driver's start-up does not matter there,
-// and a config with backend = "postgres" may come with any request. It
-// returns when there is no otpgate-helper-pg; the daemon then serves the
-// files backend and denies logins of a postgres config.
+// included: the process stays the same) when the host's config says
+// backend = "postgres" as the daemon starts, and otpgate-helper-pg is
+// installed. On a files host the daemon stays the files-only helper: the
+// driver would cost it memory and time for nothing (docs/PERFORMANCE.md).
+// It returns when it does not exec; the daemon then serves the files
+// backend and denies logins of a postgres config, saying to restart it.
 func serveWithPostgres(log func(string)) {
 	if pg.backend != nil {
 		return
+	}
+	// selfConfig: the host's config (a test build names another).
+	cfg, err := config.Load(selfConfig)
+	if err != nil || cfg.Backend != config.BackendPostgres {
+		return // a broken config is every request's to report
 	}
 	path, err := pgHelper()
 	if errors.Is(err, os.ErrNotExist) {

@@ -116,3 +116,61 @@ printf '\025\000\000\000\013service_err'
 		t.Errorf("--request-fd=3 to the files-only helper: %v %s", err, out)
 	}
 }
+
+// TestDaemonBackend: the files-only daemon turns itself into
+// otpgate-helper-pg at start only when the host's config says backend =
+// "postgres"; on a files host it stays the files-only program (the
+// driver would cost it memory and time for nothing).
+func TestDaemonBackend(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("the daemon runs as root")
+	}
+	for _, c := range []struct {
+		name, config, want string
+	}{
+		{"files", "", "otpgate-helper"},
+		{"postgres", "backend = \"postgres\"\n[postgres]\ndsn = \"host=/nonexistent user=x\"\n", "otpgate-helper-pg"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			os.Chmod(dir, 0o755)
+			config := filepath.Join(dir, "config.toml")
+			os.WriteFile(config, []byte(fmt.Sprintf("store = %q\n%s", filepath.Join(dir, "store"), c.config)), 0o644)
+			for _, b := range []struct{ out, tags string }{{"otpgate-helper", ""}, {"otpgate-helper-pg", "postgres"}} {
+				cmd := exec.Command(testbin.Go(), "build", "-tags="+b.tags, "-ldflags", "-X main.selfConfig="+config,
+					"-o", filepath.Join(dir, b.out), ".")
+				cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+				if out, err := cmd.CombinedOutput(); err != nil {
+					t.Fatalf("building %s: %v\n%s", b.out, err, out)
+				}
+			}
+			sock := filepath.Join(dir, "helper.sock")
+			d := exec.Command(filepath.Join(dir, "otpgate-helper"), "--listen", sock)
+			d.Env = []string{"PATH=/usr/bin:/bin"}
+			var errb strings.Builder
+			d.Stderr = &errb
+			if err := d.Start(); err != nil {
+				t.Fatal(err)
+			}
+			defer func() {
+				d.Process.Signal(syscall.SIGTERM)
+				d.Wait()
+			}()
+			for end := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+				if _, err := os.Stat(sock); err == nil {
+					break
+				}
+				if time.Now().After(end) {
+					t.Fatalf("no socket after 10 s:\n%s", errb.String())
+				}
+			}
+			exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", d.Process.Pid))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := filepath.Base(exe); got != c.want {
+				t.Errorf("the daemon runs %s, want %s", got, c.want)
+			}
+		})
+	}
+}

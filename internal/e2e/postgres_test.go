@@ -3,7 +3,7 @@ package e2e
 // The PostgreSQL backend (docs/postgres.md) end to end: two "hosts", each
 // with its own config.toml and store directory, against one database of a
 // throwaway cluster (internal/pgtest). Host A answers through the daemon
-// (otpgate-helper --listen, which turns itself into otpgate-helper-pg),
+// (otpgate-helper-pg --listen, what otpgate-helper turns itself into),
 // host B through exec (the module execs the files-only otpgate-helper,
 // which hands the login to otpgate-helper-pg): both paths of the login,
 // and both see the same users, steps and lockout. The daemon's standard
@@ -143,13 +143,15 @@ func pgHost(t testing.TB, b *otpgateBins, dsn string, postgresKeys ...string) *o
 	return e
 }
 
-// pgDaemon starts a daemon of its own for one host: the harness's
-// files-only otpgate-helper --listen, which execs otpgate-helper-pg.
+// pgDaemon starts a daemon of its own for one host: otpgate-helper-pg
+// --listen, what the files-only otpgate-helper becomes at start on a host
+// whose config says backend = "postgres" (TestDaemonBackend in
+// cmd/otpgate-helper tests that step).
 func pgDaemon(t testing.TB, b *otpgateBins) *helperDaemon {
 	t.Helper()
 	requireTools(t, "setpriv")
 	dir := t.TempDir()
-	set := &daemonSet{module: b.module, helper: b.helper, socket: filepath.Join(dir, "helper.sock"),
+	set := &daemonSet{module: b.module, helper: filepath.Join(b.dir, "otpgate-helper-pg"), socket: filepath.Join(dir, "helper.sock"),
 		noHelper: filepath.Join(dir, "no-helper", "otpgate-helper")}
 	d := startHelperDaemon(t, set)
 	if !strings.Contains(d.logs.String(), "helper: serving") {

@@ -172,7 +172,8 @@ func (c *checker) lookupError(s *session, user, service, rhost string, err error
 // otpgate-helper-pg when this helper was built without it. It returns
 // only when that failed: the login is denied.
 func handoff(s *session, req protocol.Request, user, service, rhost string, o Options) string {
-	err := fmt.Errorf("backend = \"postgres\" needs otpgate-helper-pg, and this otpgate-helper cannot hand over to it")
+	err := fmt.Errorf("backend = \"postgres\" needs otpgate-helper-pg, and this otpgate-helper cannot hand over to it; " +
+		"a daemon started while the config said \"files\" serves the files backend: restart it (systemctl restart otpgate-helper.service)")
 	if o.Handoff != nil {
 		err = o.Handoff(req)
 	}

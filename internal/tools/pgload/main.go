@@ -2,8 +2,8 @@
 // to the files backend: it builds otpgate-helper and otpgate-helper-pg,
 // starts a throwaway cluster (internal/pgtest) with the otpgate schema
 // and a host role, enrolls the same users with the same secrets in a
-// files store and in the database, starts one daemon (otpgate-helper
-// --listen, which becomes otpgate-helper-pg), and runs
+// files store and in the database, starts one daemon (otpgate-helper-pg
+// --listen, what otpgate-helper becomes on a postgres host), and runs
 // internal/tools/daemonload against it: one user and -users users, with
 // -clients connections at once, for each backend. It prints a markdown
 // table for docs/PERFORMANCE.md. Run as root, from the module root:
@@ -132,7 +132,9 @@ func run(n, clients, nUsers int) error {
 	sockDir := filepath.Join(dir, "run")
 	os.Mkdir(sockDir, 0o755)
 	sock := filepath.Join(sockDir, "helper.sock")
-	daemon := exec.Command(helperBin, "--listen", sock)
+	// otpgate-helper-pg serves both backends: what otpgate-helper becomes
+	// at start on a host whose config says backend = "postgres".
+	daemon := exec.Command(filepath.Join(dir, "otpgate-helper-pg"), "--listen", sock)
 	var dlog bytes.Buffer
 	daemon.Stdout, daemon.Stderr = &dlog, &dlog
 	if err := daemon.Start(); err != nil {
