@@ -255,17 +255,15 @@ type Authenticator struct {
 	LastStep int64
 }
 
-// MaxLabelLen is the longest authenticator label, in bytes.
-const MaxLabelLen = 64
-
 // Enroll adds an authenticator to user, making the user if needed. A
 // label the user already has is refused: DeleteUser first to start over.
 func (a *Admin) Enroll(ctx context.Context, user string, au Authenticator) error {
 	if err := keystore.ValidUser(user); err != nil {
 		return fmt.Errorf("pgstore: enroll: %w", err)
 	}
-	if au.Label == "" || len(au.Label) > MaxLabelLen || strings.ContainsAny(au.Label, "\x00\n") {
-		return fmt.Errorf("pgstore: enroll: the label must be 1 to %d bytes on one line", MaxLabelLen)
+	// The files store's rule, so that every user can be exported.
+	if err := keystore.ValidLabel(au.Label); err != nil {
+		return fmt.Errorf("pgstore: enroll: %w", err)
 	}
 	if err := au.Params.Check(); err != nil {
 		return fmt.Errorf("pgstore: enroll: %w", err)

@@ -270,8 +270,9 @@ func checkAuthenticator(user string, au Authenticator) error {
 	if err := keystore.ValidUser(user); err != nil {
 		return err
 	}
-	if au.Label == "" || len(au.Label) > MaxLabelLen || strings.ContainsAny(au.Label, "\x00\n") {
-		return fmt.Errorf("the label must be 1 to %d bytes on one line", MaxLabelLen)
+	// The files store's rule, so that every user can be exported.
+	if err := keystore.ValidLabel(au.Label); err != nil {
+		return err
 	}
 	if err := au.Params.Check(); err != nil {
 		return err
