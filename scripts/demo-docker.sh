@@ -6,6 +6,9 @@
 # made here. Every attempt line scrolls by below the instructions (docker
 # logs -f). Ctrl-C removes the container, its volume and the key; nothing
 # on this machine outside build/ and the images is changed.
+# DEMO_SELFTEST=1: instead of following the log, log in once through the
+# real ssh client (the key, then a code from oathtool answered by an
+# SSH_ASKPASS script) and exit with its status.
 set -eu
 cd "$(dirname "$0")/.."
 port=${DEMO_PORT:-2222}
@@ -69,7 +72,8 @@ echo "== enrolling $user: scan the QR code with an authenticator app"
 t=""
 [ -t 1 ] && t=-t
 docker exec $t "$name" otpgate enroll --user "$user" --no-confirm
-secret=$(docker exec "$name" sed -n 's/^secret = "\(.*\)"$/\1/p' "/var/lib/otpgate/users/$user.toml")
+# The first authenticator's secret (indented in its [[authenticator]] table).
+secret=$(docker exec "$name" sed -n 's/^[[:space:]]*secret = "\(.*\)"$/\1/p' "/var/lib/otpgate/users/$user.toml" | head -n 1)
 
 ssh-keygen -q -t ed25519 -N "" -C "$user@otpgate-demo" -f "$dir/id_ed25519"
 docker exec -i "$name" sh -c "install -d -o $user -g $user -m 0700 /home/$user/.ssh &&
@@ -95,4 +99,16 @@ cat <<EOM
    Ctrl-C here removes the container, its volume and the key.
 
 EOM
+if [ "${DEMO_SELFTEST:-}" = 1 ]; then
+	cat >"$dir/askpass" <<'EOA'
+#!/bin/sh
+oathtool --totp -b "$DEMO_SECRET"
+EOA
+	chmod 755 "$dir/askpass"
+	echo "== self-test: one login through ssh"
+	DEMO_SECRET=$secret SSH_ASKPASS="$dir/askpass" SSH_ASKPASS_REQUIRE=force DISPLAY=none \
+		ssh -i "$dir/id_ed25519" -p "$port" -o UserKnownHostsFile=/dev/null -o StrictHostKeyChecking=no \
+		-o LogLevel=error -o IdentitiesOnly=yes "$user@127.0.0.1" 'echo demo-login-ok' </dev/null
+	exit $?
+fi
 docker logs -f --tail 0 "$name" 2>&1 || true

@@ -5,6 +5,9 @@
 # authenticator. Everything it makes (the user, /etc/pam.d/sshd-otpgate-demo,
 # the sshd copy, a temporary directory) is removed when it stops (Ctrl-C).
 # /etc/pam.d/sshd and the system's sshd are not touched.
+# DEMO_SELFTEST=1: instead of waiting for Ctrl-C, log in once through the
+# real ssh client (the password, then a code from oathtool, answered by an
+# SSH_ASKPASS script) and exit with its status; the tests run it so.
 set -eu
 cd "$(dirname "$0")/.."
 if [ "$(id -u)" -ne 0 ]; then
@@ -65,7 +68,13 @@ echo "$user:$pass" | chpasswd
 
 echo "== enrolling $user: scan the QR code with an authenticator app"
 "$dir/otpgate" --config "$dir/config.toml" enroll --user "$user" --no-confirm
-secret=$(sed -n 's/^secret = "\(.*\)"$/\1/p' "$dir/store/users/$user.toml")
+# The first authenticator's secret (the file has one, indented in its
+# [[authenticator]] table).
+secret=$(sed -n 's/^[[:space:]]*secret = "\(.*\)"$/\1/p' "$dir/store/users/$user.toml" | head -n 1)
+if [ -z "$secret" ]; then
+	echo "demo: found no secret in $dir/store/users/$user.toml" >&2
+	exit 1
+fi
 
 # The password (pam_unix through common-auth), then the code.
 cat >"/etc/pam.d/$svc" <<EOP
@@ -110,4 +119,19 @@ cat <<EOM
 
    Ctrl-C here stops sshd and removes the user and every file.
 EOM
+if [ "${DEMO_SELFTEST:-}" = 1 ]; then
+	cat >"$dir/askpass" <<'EOA'
+#!/bin/sh
+case "$1" in
+*assword*) printf '%s\n' "$DEMO_PASS" ;;
+*) oathtool --totp -b "$DEMO_SECRET" ;;
+esac
+EOA
+	chmod 755 "$dir/askpass"
+	echo "== self-test: one login through ssh"
+	DEMO_PASS=$pass DEMO_SECRET=$secret SSH_ASKPASS="$dir/askpass" SSH_ASKPASS_REQUIRE=force DISPLAY=none \
+		ssh -p "$port" -o UserKnownHostsFile=/dev/null -o StrictHostKeyChecking=no -o LogLevel=error \
+		"$user@127.0.0.1" 'echo demo-login-ok' </dev/null
+	exit $?
+fi
 wait "$sshd_pid"
