@@ -185,24 +185,30 @@ func (c *Client) backupKeys(ctx context.Context, user, code string) ([][]byte, e
 	if err := rows.Err(); err != nil {
 		return nil, err
 	}
+	// One entry per salt, in backup_salts' order: the database compares
+	// entry i only with the codes under salt i, so each salt gets one
+	// guess. A salt of the other kind, or one this otpgate cannot hash
+	// for, gets an empty entry (it cannot match).
 	var keys [][]byte
 	for _, s := range salts {
-		if s.kind != kind || len(keys) == maxKeys {
-			continue
+		if len(keys) == maxKeys {
+			break
 		}
-		k, err := backupcode.Key(norm, s.params, s.salt)
-		if err != nil {
-			// A row this otpgate cannot hash for: its code cannot match.
-			continue
+		k := []byte{}
+		if s.kind == kind {
+			if h, err := backupcode.Key(norm, s.params, s.salt); err == nil {
+				k = h
+			}
 		}
 		keys = append(keys, k)
 	}
 	return keys, nil
 }
 
-// maxKeys is the most keys otpgate.begin_attempt_at keeps: a set of codes
-// has one salt, an imported file one per code of an older format.
-const maxKeys = 8
+// maxKeys is the most keys otpgate.begin_attempt_at keeps: one per salt,
+// and a user has at most 50 backup codes (a set shares one salt; a file
+// of an older format has one per code).
+const maxKeys = 50
 
 func deref[T any](p *T) T {
 	var zero T

@@ -452,8 +452,29 @@ func TestHostCannotMultiplyGuesses(t *testing.T) {
 	if deref(outcome) != "denied" {
 		t.Fatalf("two keys under one salt, the second right: %q, want denied", deref(outcome))
 	}
-	// The right code, sent alone, still works: it was not spent.
-	if r := d.host(t).Verify(ctx, "mallory", codes[0], "", ""); r.Outcome != verify.Accepted || r.Method != "backup" || r.BackupLeft != 1 {
+	// With scratch codes too (two salts), the second slot belongs to the
+	// scratch codes' salt: a second guess at a code set there matches
+	// nothing.
+	ss, _ := backupcode.HashScratchSet([]string{"13572468"})
+	if err := d.admin.SetBackupHashes(ctx, "mallory", append(hs, ss...)); err != nil {
+		t.Fatal(err)
+	}
+	err = conn.QueryRow(ctx, `CALL otpgate.verify('mallory', $1, $2, '', '', NULL, NULL, NULL, NULL, NULL, NULL, NULL)`,
+		guess[0], [][]byte{key(guess[0]), key(codes[0])}).
+		Scan(&outcome, new(*string), new(*string), new(*string), new(*int32), new(*time.Time), new(*int32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if deref(outcome) != "denied" {
+		t.Fatalf("two salts, the second slot a right code under the first salt: %q, want denied", deref(outcome))
+	}
+	// The right codes, sent as an honest host sends them, still work:
+	// nothing was spent.
+	h := d.host(t)
+	if r := h.Verify(ctx, "mallory", codes[0], "", ""); r.Outcome != verify.Accepted || r.Method != "backup" || r.BackupLeft != 2 {
 		t.Errorf("the right code afterwards: %+v", r)
+	}
+	if r := h.Verify(ctx, "mallory", "1357-2468", "", ""); r.Outcome != verify.Accepted || r.Method != "backup" || r.BackupLeft != 1 {
+		t.Errorf("the scratch code afterwards: %+v", r)
 	}
 }

@@ -369,3 +369,38 @@ func TestVerdictIsDurable(t *testing.T) {
 		t.Errorf("the host's own setting was changed: %q %v", setting, err)
 	}
 }
+
+// TestBackupCodesOwnSalts: codes of an older format, each under a salt
+// of its own (backupcode.Hash), work once each through the host, the
+// last one as well as the first: the host sends a key per salt, in
+// order, and the database pairs them.
+func TestBackupCodesOwnSalts(t *testing.T) {
+	d := newDB(t)
+	ctx := context.Background()
+	if err := d.admin.SetPolicy(ctx, Policy{Window: 1, MaxFailures: 20, LockDuration: time.Minute}); err != nil {
+		t.Fatal(err)
+	}
+	enroll(t, d, "olga", "phone", testSecret, totp.Default)
+	codes, _ := backupcode.New(4)
+	var hs []string
+	for _, c := range codes {
+		n, _ := backupcode.Normalize(c)
+		h, err := backupcode.Hash(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		hs = append(hs, h)
+	}
+	if err := d.admin.SetBackupHashes(ctx, "olga", hs); err != nil {
+		t.Fatal(err)
+	}
+	h := d.host(t)
+	for i := len(codes) - 1; i >= 0; i-- {
+		if r := h.Verify(ctx, "olga", codes[i], "", ""); r.Outcome != verify.Accepted || r.BackupLeft != i {
+			t.Errorf("code %d: %+v", i, r)
+		}
+		if r := h.Verify(ctx, "olga", codes[i], "", ""); r.Outcome != verify.Denied {
+			t.Errorf("code %d again: %+v", i, r)
+		}
+	}
+}

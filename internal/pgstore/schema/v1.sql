@@ -203,13 +203,14 @@ BEGIN
     -- Attempts whose second half never came (a host that died) keep their
     -- charge; their input goes.
     DELETE FROM otpgate.pending_attempts p WHERE p.charged < pg_catalog.clock_timestamp() - interval '5 minutes';
-    -- One key per salt an honest host was given (otpgate.backup_salts):
-    -- more would be more guesses at the backup codes for one charge.
+    -- One key per salt an honest host was given (otpgate.backup_salts),
+    -- in its order; finish_attempt compares key i with the codes under
+    -- salt i only, so a host gets one guess per salt for one charge.
     nsalts := (SELECT pg_catalog.count(*) FROM (SELECT DISTINCT b.kind, b.params, b.salt
                  FROM otpgate.backup_codes b WHERE b.user_id = uid) x);
     o_token := otpgate.gen_random_bytes(16);
     INSERT INTO otpgate.pending_attempts (token, user_id, code, backup_keys, service, rhost, at, charged, xact, set_lock)
-    VALUES (o_token, uid, pg_catalog.left(coalesce(p_code, ''), 256), coalesce(p_keys[1:LEAST(8, nsalts)], '{}'),
+    VALUES (o_token, uid, pg_catalog.left(coalesce(p_code, ''), 256), coalesce(p_keys[1:LEAST(50, nsalts)], '{}'),
             pg_catalog.left(coalesce(p_service, ''), 128), pg_catalog.left(coalesce(p_rhost, ''), 128),
             p_at, pg_catalog.clock_timestamp(), pg_catalog.pg_current_xact_id(), lock_now);
     o_outcome := 'pending';
@@ -316,8 +317,16 @@ BEGIN
                 o_reason := 'replayed';
             END IF;
         ELSIF c.kind IN ('code', 'scratch') THEN
-            SELECT b.id INTO spend FROM otpgate.backup_codes b
-             WHERE b.user_id = uid AND b.kind = c.kind AND b.key = ANY (pa.backup_keys)
+            -- Key i against the codes under salt i (backup_salts'
+            -- order) only.
+            SELECT b.id INTO spend
+              FROM otpgate.backup_codes b
+              JOIN (SELECT x.kind, x.params, x.salt,
+                           pg_catalog.row_number() OVER (ORDER BY x.kind, x.params, x.salt) AS i
+                      FROM (SELECT DISTINCT y.kind, y.params, y.salt
+                              FROM otpgate.backup_codes y WHERE y.user_id = uid) x) s
+                ON s.kind = b.kind AND s.params = b.params AND s.salt = b.salt
+             WHERE b.user_id = uid AND b.kind = c.kind AND b.key = pa.backup_keys[s.i]
              ORDER BY b.id LIMIT 1;
             IF spend IS NOT NULL THEN
                 DELETE FROM otpgate.backup_codes b WHERE b.id = spend;
