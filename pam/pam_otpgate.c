@@ -65,8 +65,9 @@ static int seconds(const char *s)
 }
 
 /* parse_args checks every argument; the helper reads its own ones again
- * (config=, prompt=, forward_pass, first_login) from the request. A typo in pam.d is a
- * broken setup, not a reason to skip a factor: PAM_SERVICE_ERR. */
+ * (config=, prompt=, forward_pass, first_login) from the request. A typo
+ * in pam.d is a broken setup, not a reason to skip a factor:
+ * PAM_SERVICE_ERR. */
 static int parse_args(pam_handle_t *pamh, int argc, const char **argv, struct options *o)
 {
 	*o = (struct options){ .helper = OTPGATE_HELPER, .socket = OTPGATE_SOCKET, .timeout = DEFAULT_TIMEOUT };
