@@ -53,7 +53,11 @@ func trusted(s *session, req protocol.Request, o Options) string {
 	if path == "" {
 		path = config.DefaultPath
 	}
-	cfg, err := config.Load(path)
+	load := config.Load
+	if o.Configs != nil {
+		load = o.Configs.Load
+	}
+	cfg, err := load(path)
 	if err != nil {
 		logLine(o.Log, user, req.Service, req.RHost, "error", "reason", "config-error", "error", err.Error())
 		s.fail("%s", setupErrMsg)
