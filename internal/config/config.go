@@ -212,61 +212,35 @@ type file struct {
 // must be a regular file owned by root (or the effective uid) and not
 // writable by group or others: it decides who may log in.
 func Load(path string) (Config, error) {
-	f, _, err := open(path)
-	if err != nil {
-		return Config{}, err
-	}
-	if f == nil {
-		return Default(), nil
-	}
-	defer f.Close()
-	return read(path, f)
-}
-
-// open opens the config file at path with the checks every read makes:
-// not a symbolic link, a regular file, owned by root (or by this
-// process's euid), not group- or world-writable, at most maxSize bytes.
-// It returns the open file and its fstat. A nil file and a nil error mean
-// the default path is absent: the defaults apply.
-func open(path string) (*os.File, unix.Stat_t, error) {
-	var st unix.Stat_t
 	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	if errors.Is(err, unix.ENOENT) {
 		if path == DefaultPath {
-			return nil, st, nil
+			return Default(), nil
 		}
-		return nil, st, fmt.Errorf("config: %s does not exist; create it, or fix the path (only the default %s may be absent)", path, DefaultPath)
+		return Config{}, fmt.Errorf("config: %s does not exist; create it, or fix the path (only the default %s may be absent)", path, DefaultPath)
 	}
 	if errors.Is(err, unix.ELOOP) {
-		return nil, st, fmt.Errorf("config: %s is a symbolic link; point --config at the real file", path)
+		return Config{}, fmt.Errorf("config: %s is a symbolic link; point --config at the real file", path)
 	}
 	if err != nil {
-		return nil, st, fmt.Errorf("config: %s: %w", path, err)
+		return Config{}, fmt.Errorf("config: %s: %w", path, err)
 	}
 	f := os.NewFile(uintptr(fd), path)
+	defer f.Close()
+	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
-		f.Close()
-		return nil, st, fmt.Errorf("config: %s: %w", path, err)
+		return Config{}, fmt.Errorf("config: %s: %w", path, err)
 	}
 	switch {
 	case st.Mode&unix.S_IFMT != unix.S_IFREG:
-		err = fmt.Errorf("config: %s is not a regular file", path)
+		return Config{}, fmt.Errorf("config: %s is not a regular file", path)
 	case st.Uid != 0 && int(st.Uid) != os.Geteuid():
-		err = fmt.Errorf("config: %s is owned by uid %d; run chown root:root %s", path, st.Uid, path)
+		return Config{}, fmt.Errorf("config: %s is owned by uid %d; run chown root:root %s", path, st.Uid, path)
 	case st.Mode&0o022 != 0:
-		err = fmt.Errorf("config: %s is group- or world-writable; run chmod 644 %s", path, path)
+		return Config{}, fmt.Errorf("config: %s is group- or world-writable; run chmod 644 %s", path, path)
 	case st.Size > maxSize:
-		err = fmt.Errorf("config: %s is over %d bytes", path, maxSize)
+		return Config{}, fmt.Errorf("config: %s is over %d bytes", path, maxSize)
 	}
-	if err != nil {
-		f.Close()
-		return nil, st, err
-	}
-	return f, st, nil
-}
-
-// read reads and parses the config file f, opened by open.
-func read(path string, f *os.File) (Config, error) {
 	data := make([]byte, maxSize+1)
 	n, err := f.ReadAt(data, 0)
 	if n > maxSize {

@@ -34,7 +34,6 @@ import (
 	"time"
 
 	"github.com/otpgate/otpgate/internal/authlog"
-	"github.com/otpgate/otpgate/internal/config"
 	"github.com/otpgate/otpgate/internal/nss"
 	"github.com/otpgate/otpgate/internal/protocol"
 )
@@ -75,10 +74,6 @@ type Options struct {
 	// handed this one the connection; nil means read it from the
 	// connection.
 	Request *protocol.Request
-	// Configs keeps the parse of the PAM module's config between
-	// requests (the daemon's, see Server); every request still opens and
-	// checks the file. nil means config.Load each time.
-	Configs *config.Cache
 }
 
 // Run serves one request on c and returns the process exit status: 0

@@ -14,7 +14,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/otpgate/otpgate/internal/authlog"
-	"github.com/otpgate/otpgate/internal/config"
 	"github.com/otpgate/otpgate/internal/protocol"
 )
 
@@ -49,8 +48,6 @@ type Server struct {
 	// ShutdownWait is how long Serve lets sessions in progress finish
 	// once its context ends; 0 means DefaultShutdownWait.
 	ShutdownWait time.Duration
-
-	configs config.Cache // the PAM module's config, for every trusted session
 
 	mu       sync.Mutex
 	byUID    map[uint32]int
@@ -128,9 +125,6 @@ func (s *Server) start(fd int) {
 		defer c.Close()
 		o := s.Options
 		o.Caller = int(cred.Uid)
-		if o.Configs == nil {
-			o.Configs = &s.configs
-		}
 		Run(c, o)
 	}()
 }

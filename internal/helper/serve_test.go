@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -372,80 +371,5 @@ func TestDial(t *testing.T) {
 	os.Chown(filepath.Join(open, "helper.sock"), 4242, 4242)
 	if _, err := Dial(filepath.Join(open, "helper.sock")); err == nil || errors.Is(err, ErrNoDaemon) {
 		t.Errorf("socket not root's: %v, want a refusal", err)
-	}
-}
-
-// TestServeConfigChange: the daemon keeps the parse of the config between
-// requests (config.Cache), yet a change to the file takes effect on the
-// very next request: a rewrite in place to the same size with its mtime
-// put back, a replacement by a bad file (denied, with the message for a
-// setup error), a chmod that makes it writable by others (denied).
-func TestServeConfigChange(t *testing.T) {
-	srv := &Server{}
-	// An hour ahead: every parse is past the racy window, so it is kept.
-	srv.configs.Now = func() time.Time { return time.Now().Add(time.Hour) }
-	s := newServing(t, srv)
-	s.enroll(t, "carol")
-	orig, err := os.ReadFile(s.config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Two bodies of the same length; the second exempts carol.
-	exempt := "[policy]\nexempt_users = [\"carol\"]\n"
-	pad := "#" + strings.Repeat("x", len(exempt)-2) + "\n"
-	if err := os.WriteFile(s.config, append(slices.Clone(orig), pad...), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	req := protocol.Request{Op: protocol.OpAuthenticate, User: "carol", Service: "test", Args: []string{"config=" + s.config}}
-	for i := range 2 { // the second from the kept parse
-		if r := s.as(t, 0, req, "000000"); r.Verdict != protocol.ResultAuthErr {
-			t.Fatalf("wrong code %d before the change: %+v", i, r)
-		}
-	}
-	if srv.configs.Len() != 1 {
-		t.Fatal("the daemon did not keep the config's parse; this test proves nothing")
-	}
-	st, err := os.Stat(s.config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f, err := os.OpenFile(s.config, os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := f.WriteAt([]byte(exempt), int64(len(orig))); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
-	if err := os.Chtimes(s.config, st.ModTime(), st.ModTime()); err != nil {
-		t.Fatal(err)
-	}
-	if r := s.as(t, 0, req, "000000"); r.Verdict != protocol.ResultSuccess {
-		t.Fatalf("carol exempted by the changed config, next request: %+v", r)
-	}
-	// Replaced by a bad file: denied at once, with the setup message.
-	bad := filepath.Join(s.dir, "bad.toml")
-	if err := os.WriteFile(bad, []byte("window = \n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(bad, s.config); err != nil {
-		t.Fatal(err)
-	}
-	r := s.as(t, 0, req, "000000")
-	if r.Verdict != protocol.ResultAuthErr || !slices.ContainsFunc(r.Messages, func(m string) bool { return strings.Contains(m, "could not check the code") }) {
-		t.Fatalf("bad config replacing a kept one: %+v", r)
-	}
-	// The exempting config back, then made world-writable: denied.
-	if err := os.WriteFile(s.config, append(slices.Clone(orig), exempt...), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if r := s.as(t, 0, req, "000000"); r.Verdict != protocol.ResultSuccess {
-		t.Fatalf("exempting config restored: %+v", r)
-	}
-	if err := os.Chmod(s.config, 0o666); err != nil {
-		t.Fatal(err)
-	}
-	if r := s.as(t, 0, req, "000000"); r.Verdict != protocol.ResultAuthErr {
-		t.Fatalf("world-writable config kept exempting carol: %+v", r)
 	}
 }

@@ -53,11 +53,7 @@ func trusted(s *session, req protocol.Request, o Options) string {
 	if path == "" {
 		path = config.DefaultPath
 	}
-	load := config.Load
-	if o.Configs != nil {
-		load = o.Configs.Load
-	}
-	cfg, err := load(path)
+	cfg, err := config.Load(path)
 	if err != nil {
 		logLine(o.Log, user, req.Service, req.RHost, "error", "reason", "config-error", "error", err.Error())
 		s.fail("%s", setupErrMsg)
