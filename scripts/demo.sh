@@ -50,8 +50,14 @@ trap 'exit 0' INT TERM
 echo "== building otpgate into $dir"
 CGO_ENABLED=0 "$GO" build -trimpath -ldflags='-s -w' -o "$dir/otpgate" ./cmd/otpgate
 CGO_ENABLED=0 "$GO" build -trimpath -ldflags='-s -w' -o "$dir/otpgate-helper" ./cmd/otpgate-helper
-make -s pam
-install -m 0644 build/pam_otpgate.so "$dir/pam_otpgate.so"
+# The module straight into $dir, not through make's build/ (which a
+# concurrent make deb or test may be rewriting): the same flags, with the
+# demo's helper and a daemon socket that does not exist, so that it never
+# talks to a helper daemon this machine may run.
+${CC:-cc} -fPIC -Wall -Wextra -Werror -std=c99 -D_GNU_SOURCE -O2 -shared \
+	-DOTPGATE_HELPER="\"$dir/otpgate-helper\"" -DOTPGATE_SOCKET="\"$dir/no-daemon.sock\"" \
+	-Wl,--version-script=pam/exports.map -o "$dir/pam_otpgate.so" pam/pam_otpgate.c -lpam
+chmod 0644 "$dir/pam_otpgate.so"
 
 cat >"$dir/config.toml" <<EOC
 issuer = "otpgate-demo"
