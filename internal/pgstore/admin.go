@@ -376,33 +376,26 @@ func (a *Admin) ImportUser(ctx context.Context, user string, u keystore.User, st
 		return fmt.Errorf("pgstore: import %s: %w", user, err)
 	}
 	return a.inUser(ctx, user, true, func(tx pgx.Tx, uid int64) error {
-		var n int
-		if err := tx.QueryRow(ctx, `SELECT count(*) FROM otpgate.authenticators WHERE user_id = $1`, uid).Scan(&n); err != nil {
+		n, err := countAuthenticators(ctx, tx, uid)
+		if err != nil {
 			return err
 		}
 		if n > 0 && !replace {
 			return errors.New("already enrolled in the database (replace it to import over it)")
 		}
-		for _, q := range []string{`DELETE FROM otpgate.authenticators WHERE user_id = $1`, `DELETE FROM otpgate.pending_attempts WHERE user_id = $1`} {
-			if _, err := tx.Exec(ctx, q, uid); err != nil {
-				return err
-			}
+		if err := resetUser(ctx, tx, uid); err != nil {
+			return err
 		}
 		for _, au := range u.Authenticators {
-			created := au.Created
-			if created.IsZero() {
-				created = time.Now()
-			}
-			if _, err := tx.Exec(ctx, `INSERT INTO otpgate.authenticators (user_id, label, secret, algorithm, digits, period, created, last_step)
-				VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-				uid, au.Label, au.Secret, au.Params.Algorithm, au.Params.Digits, au.Params.Period, created, st.LastStep(au.Label)); err != nil {
+			if err := insertAuthenticator(ctx, tx, uid, Authenticator{Label: au.Label, Secret: au.Secret, Params: au.Params,
+				Created: au.Created, LastStep: st.LastStep(au.Label)}); err != nil {
 				return err
 			}
 		}
 		if err := putHashes(ctx, tx, uid, parts); err != nil {
 			return err
 		}
-		_, err := tx.Exec(ctx, `UPDATE otpgate.user_state SET failures = $2, locked_until = $3, last_success = $4, last_failure = $5 WHERE user_id = $1`,
+		_, err = tx.Exec(ctx, `UPDATE otpgate.user_state SET failures = $2, locked_until = $3, last_success = $4, last_failure = $5 WHERE user_id = $1`,
 			uid, st.Failures, nullTime(st.LockedUntil), nullTime(st.LastSuccess), nullTime(st.LastFailure))
 		return err
 	})
