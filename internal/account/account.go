@@ -241,15 +241,7 @@ func (m *Manager) RemoveAuthenticator(user, label string) (int, error) {
 }
 
 func (m *Manager) newCodes() (codes, hashes []string, err error) {
-	codes, err = backupcode.New(m.Config.BackupCodes)
-	if err != nil {
-		return nil, nil, err
-	}
-	hashes, err = backupcode.HashSet(codes)
-	if err != nil {
-		return nil, nil, err
-	}
-	return codes, hashes, nil
+	return backupcode.NewSet(m.Config.BackupCodes)
 }
 
 // NewBackupCodes replaces user's backup codes with a new set and returns

@@ -164,6 +164,20 @@ func HashSet(codes []string) ([]string, error) {
 	return hashSet(codes, Normalize, "a backup code")
 }
 
+// NewSet makes n new codes and their hashes under one salt (HashSet):
+// the codes to show once, the hashes to store.
+func NewSet(n int) (codes, hashes []string, err error) {
+	codes, err = New(n)
+	if err != nil {
+		return nil, nil, err
+	}
+	hashes, err = HashSet(codes)
+	if err != nil {
+		return nil, nil, err
+	}
+	return codes, hashes, nil
+}
+
 // HashScratchSet returns the argon2id hashes of google-authenticator
 // scratch codes (see NormalizeScratch) under one fresh salt, marked
 // KindScratch.

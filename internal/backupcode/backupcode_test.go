@@ -201,3 +201,21 @@ func TestScratch(t *testing.T) {
 		t.Error("an unknown kind was accepted")
 	}
 }
+
+// TestNewSet: n codes, each found among the set's hashes, all under one
+// salt.
+func TestNewSet(t *testing.T) {
+	codes, hashes, err := NewSet(3)
+	if err != nil || len(codes) != 3 || len(hashes) != 3 {
+		t.Fatalf("NewSet(3) = %d codes, %d hashes, %v", len(codes), len(hashes), err)
+	}
+	for i, c := range codes {
+		n, _ := Normalize(c)
+		if j, err := Find(n, hashes); err != nil || j != i {
+			t.Errorf("code %d found at %d, %v", i, j, err)
+		}
+	}
+	if Hashes(hashes) != 1 {
+		t.Errorf("the set needs %d hashes per attempt, want 1 (one salt)", Hashes(hashes))
+	}
+}

@@ -127,11 +127,7 @@ func (d *dbBackend) Save(en *account.Enrollment, opts account.SaveOptions) ([]st
 		// Not enrolled (any more): a first enrollment, as in the
 		// files backend.
 	}
-	codes, err := backupcode.New(d.cfg.BackupCodes)
-	if err != nil {
-		return nil, err
-	}
-	hashes, err := backupcode.HashSet(codes)
+	codes, hashes, err := backupcode.NewSet(d.cfg.BackupCodes)
 	if err != nil {
 		return nil, err
 	}
@@ -160,11 +156,7 @@ func (d *dbBackend) Unlock(user string) error {
 }
 
 func (d *dbBackend) NewBackupCodes(user string) ([]string, error) {
-	codes, err := backupcode.New(d.cfg.BackupCodes)
-	if err != nil {
-		return nil, err
-	}
-	hashes, err := backupcode.HashSet(codes)
+	codes, hashes, err := backupcode.NewSet(d.cfg.BackupCodes)
 	if err != nil {
 		return nil, err
 	}
